@@ -19,6 +19,7 @@ build:
 	@mkdir -p $(BIN)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/pilot-agent ./cmd/pilot-agent
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/istiod-lite ./cmd/istiod-lite
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ ./examples/greeter ./examples/client ./examples/demo
 
 # deps installs the system tools the tests and the demo use, only when missing.
 deps:
@@ -37,7 +38,7 @@ bench: build
 	MESHLITE_BIN=$(BIN) $(GO) test -run '^$$' -bench . -benchmem ./...
 
 demo: build
-	./examples/demo.sh
+	$(BIN)/demo --bin $(BIN) --mesh examples/mesh
 
 lint:
 	$(GO) vet ./...
