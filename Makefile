@@ -48,3 +48,18 @@ lint:
 clean:
 	rm -rf $(BIN)
 	$(GO) clean -testcache
+
+# images builds the proxy and istiod-lite images with whichever engine works here.
+IMAGE_REPO ?= meshlite
+IMAGE_TAG ?= $(VERSION)
+images:
+	@engine=""; \
+	if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then engine="docker build"; \
+	elif command -v podman >/dev/null 2>&1; then engine="podman build"; \
+	elif command -v buildah >/dev/null 2>&1; then engine="buildah bud"; fi; \
+	if [ -z "$$engine" ]; then \
+	  echo "make images: no container engine found (need a running docker daemon, podman or buildah)."; \
+	  echo "The Dockerfiles are still checked by 'go test ./images/'."; exit 1; fi; \
+	echo "building with $$engine"; \
+	$$engine --build-arg VERSION=$(VERSION) --build-arg COMMIT=$(COMMIT) -t $(IMAGE_REPO)/proxyv2:$(IMAGE_TAG) -f Dockerfile . && \
+	$$engine --build-arg VERSION=$(VERSION) --build-arg COMMIT=$(COMMIT) -t $(IMAGE_REPO)/istiod-lite:$(IMAGE_TAG) -f images/istiod-lite/Dockerfile .

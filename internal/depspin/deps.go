@@ -27,6 +27,7 @@ import (
 	_ "github.com/spf13/cobra"
 	_ "sigs.k8s.io/yaml"
 	_ "github.com/moby/buildkit/frontend/dockerfile/parser"
+	_ "github.com/moby/buildkit/frontend/dockerfile/instructions"
 	_ "golang.org/x/sync/errgroup"
 )
 
