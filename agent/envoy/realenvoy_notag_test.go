@@ -1,0 +1,5 @@
+//go:build !envoy
+
+package envoy
+
+const realEnvoyRequested = false
