@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/meshlite/meshlite/cmd/internal/cli"
+	"github.com/meshlite/meshlite/cmd/internal/logging"
 	"github.com/meshlite/meshlite/cmd/internal/version"
 )
 
@@ -23,6 +24,12 @@ func newRootCmd() *cobra.Command {
 		Short:         "meshlite istiod-lite: xDS server, CA and config validation",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+	}
+	// Istio's logging flags on every verb; the logger is set up before any runs.
+	logOpts := logging.AddFlags(root.PersistentFlags())
+	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
+		_, err := logOpts.Setup(cmd.ErrOrStderr())
+		return err
 	}
 	root.AddCommand(&cobra.Command{
 		Use:   "version",
