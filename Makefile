@@ -31,8 +31,13 @@ deps:
 	  else echo "missing tools:$$missing (install them, or run as root on Debian)"; fi; \
 	fi
 
+# Packages whose tests create network namespaces and run real iptables; they
+# run one package at a time so xtables locks and netns setup never race.
+NETNS_PKGS := ./iptables/... ./test/netns/...
+
 test: deps build
-	MESHLITE_BIN=$(BIN) $(GO) test $(TEST_FLAGS) ./...
+	MESHLITE_BIN=$(BIN) $(GO) test $(TEST_FLAGS) $$($(GO) list ./... | grep -v -e '/iptables$$' -e '/test/netns$$')
+	MESHLITE_BIN=$(BIN) $(GO) test $(TEST_FLAGS) -p 1 $(NETNS_PKGS)
 
 bench: build
 	MESHLITE_BIN=$(BIN) $(GO) test -run '^$$' -bench . -benchmem ./...

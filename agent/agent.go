@@ -24,6 +24,7 @@ import (
 	"github.com/meshlite/meshlite/agent/envoy"
 	"github.com/meshlite/meshlite/agent/status"
 	"github.com/meshlite/meshlite/agent/xdsproxy"
+	"github.com/meshlite/meshlite/iptables"
 	"github.com/meshlite/meshlite/sds"
 	"github.com/meshlite/meshlite/sds/cache"
 	"github.com/meshlite/meshlite/sds/output"
@@ -36,6 +37,9 @@ type Options struct {
 	Environ []string
 	Logger  *slog.Logger
 	Clock   clock.WithTicker
+	// Capture, when set (--capture, VMs), is installed before anything starts
+	// and removed when the agent exits; in a pod istio-init installs it.
+	Capture *iptables.CaptureConfig
 }
 
 // Agent is one workload's agent, built from a validated Config.
@@ -203,6 +207,17 @@ func (a *Agent) statusOptions() status.Options {
 func (a *Agent) Run(ctx context.Context, signals <-chan os.Signal) error {
 	if err := a.writeBootstraps(); err != nil {
 		return err
+	}
+	if a.opts.Capture != nil {
+		if _, err := iptables.Install(ctx, *a.opts.Capture, iptables.WithLogger(a.opts.Logger)); err != nil {
+			return fmt.Errorf("install traffic capture (--capture): %w", err)
+		}
+		defer func() {
+			// ctx is done by now; cleanup must still run.
+			if _, err := iptables.Cleanup(context.WithoutCancel(ctx), *a.opts.Capture, iptables.WithLogger(a.opts.Logger)); err != nil {
+				a.log.Error("removing traffic capture failed; run `pilot-agent istio-iptables --cleanup-only`", "err", err)
+			}
+		}()
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)

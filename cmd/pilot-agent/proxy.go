@@ -38,7 +38,15 @@ Exit status: 0 on a clean shutdown; 2 for an invalid configuration; 1 otherwise
 			if c.DryRun {
 				return agent.DryRun(c, os.Environ(), cmd.OutOrStdout())
 			}
-			a, err := agent.New(c, agent.Options{})
+			opts := agent.Options{}
+			if c.Capture {
+				capture, err := captureConfigFromEnv()
+				if err != nil {
+					return cli.WithExitCode(exitInvalidConfig, err)
+				}
+				opts.Capture = &capture
+			}
+			a, err := agent.New(c, opts)
 			if err != nil {
 				return err
 			}
