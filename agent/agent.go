@@ -56,9 +56,9 @@ type Agent struct {
 	envoyBS []byte            // Envoy bootstrap, written at Run
 }
 
-// New builds every component and renders the bootstrap; nothing runs, and
-// nothing is written, until Run. A config or bootstrap error is returned here,
-// before anything starts.
+// New builds every component, and renders, validates and writes the bootstrap
+// (the Envoy supervisor checks the file before it will launch); nothing runs
+// until Run. A config or bootstrap error is returned here, before anything starts.
 func New(cfg *config.Config, opts Options) (*Agent, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -86,6 +86,9 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 		if a.envoyBS, err = RenderEnvoyBootstrap(cfg, opts.Environ); err != nil {
 			return nil, err
 		}
+		if err := a.writeBootstraps(); err != nil {
+			return nil, err
+		}
 		if a.envoy, err = envoy.New(a.envoyOptions()); err != nil {
 			return nil, err
 		}
@@ -111,6 +114,11 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 
 	if a.status, err = status.New(a.statusOptions()); err != nil {
 		return nil, fmt.Errorf("status server: %w", err)
+	}
+	if a.grpcBS != nil {
+		if err := a.writeBootstraps(); err != nil {
+			return nil, err
+		}
 	}
 	return a, nil
 }
@@ -205,9 +213,6 @@ func (a *Agent) statusOptions() status.Options {
 // cancelled or one fails. signals (SIGTERM, SIGINT) start Envoy's drain; in
 // proxyless mode the first one exits.
 func (a *Agent) Run(ctx context.Context, signals <-chan os.Signal) error {
-	if err := a.writeBootstraps(); err != nil {
-		return err
-	}
 	if a.opts.Capture != nil {
 		if _, err := iptables.Install(ctx, *a.opts.Capture, iptables.WithLogger(a.opts.Logger)); err != nil {
 			return fmt.Errorf("install traffic capture (--capture): %w", err)
