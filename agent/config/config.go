@@ -96,7 +96,7 @@ type Secrets struct {
 	TTL                   time.Duration // SECRET_TTL: requested certificate lifetime
 	GracePeriodRatio      float64       // SECRET_GRACE_PERIOD_RATIO: rotate when this fraction of the lifetime is left
 	RSAKeySize            int           // WORKLOAD_RSA_KEY_SIZE
-	ECCSignatureAlgorithm string        // ECC_SIGNATURE_ALGORITHM: "" (RSA keys) or "ECDSA"
+	ECCSignatureAlgorithm string        // ECC_SIGNATURE_ALGORITHM: "ECDSA" (default) or "RSA"
 	ECCCurve              string        // ECC_CURVE: P256 or P384, used when ECDSA
 	OutputCertsDir        string        // OUTPUT_CERTS: also write key/cert/root here ("" = off)
 	FileMountedCerts      bool          // FILE_MOUNTED_CERTS: use ./etc/certs, never call a CA

@@ -56,8 +56,14 @@ var EnvVars = []EnvVar{
 		apply: func(c *Config, v string) error { return parseFloat(v, &c.Secrets.GracePeriodRatio) }},
 	{Name: "WORKLOAD_RSA_KEY_SIZE", Default: "2048", Allowed: "2048, 3072, 4096", Help: "RSA key size of the workload key.",
 		apply: func(c *Config, v string) error { return parseInt(v, &c.Secrets.RSAKeySize) }},
-	{Name: "ECC_SIGNATURE_ALGORITHM", Default: "(empty: RSA keys)", Allowed: "ECDSA, or empty for RSA", Help: "Generate an ECDSA workload key instead of RSA.",
-		apply: func(c *Config, v string) error { c.Secrets.ECCSignatureAlgorithm = v; return nil }},
+	{Name: "ECC_SIGNATURE_ALGORITHM", Default: "ECDSA", Allowed: "ECDSA, RSA (empty means RSA, as in Istio)", Help: "Workload key type: ECDSA (ECC_CURVE) or RSA (WORKLOAD_RSA_KEY_SIZE).",
+		apply: func(c *Config, v string) error {
+			if v == "" {
+				v = "RSA" // Istio's meaning of an explicitly empty value
+			}
+			c.Secrets.ECCSignatureAlgorithm = v
+			return nil
+		}},
 	{Name: "ECC_CURVE", Default: "P256", Allowed: "P256, P384", Help: "Curve of the ECDSA workload key.",
 		apply: func(c *Config, v string) error { c.Secrets.ECCCurve = v; return nil }},
 	{Name: "OUTPUT_CERTS", Default: "(empty: off)", Allowed: "a directory path", Help: "Also write key.pem, cert-chain.pem and root-cert.pem here (proxyless gRPC).",

@@ -98,7 +98,7 @@ func (c *Config) validate() Errors {
 		es.add("WORKLOAD_RSA_KEY_SIZE", strconv.Itoa(s.RSAKeySize), "unsupported RSA key size", envByName("WORKLOAD_RSA_KEY_SIZE").Allowed)
 	}
 	switch s.ECCSignatureAlgorithm {
-	case "", "ECDSA":
+	case "ECDSA", "RSA":
 	default:
 		es.add("ECC_SIGNATURE_ALGORITHM", s.ECCSignatureAlgorithm, "unknown signature algorithm", envByName("ECC_SIGNATURE_ALGORITHM").Allowed)
 	}
