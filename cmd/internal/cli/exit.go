@@ -1,4 +1,4 @@
-// Package cli holds what both mains share: exit-status plumbing.
+// Package cli holds what both mains share: the root command and exit-status plumbing.
 package cli
 
 import "errors"
