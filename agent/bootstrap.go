@@ -131,7 +131,7 @@ func readDownwardAPI(path string) (map[string]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	m, err := bootstrap.ParseDownwardAPI(data)
+	m, err := config.ParseAnnotations(data)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}

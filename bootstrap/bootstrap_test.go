@@ -211,17 +211,6 @@ func TestAppName(t *testing.T) {
 	}
 }
 
-func TestParseDownwardAPI(t *testing.T) {
-	got, err := ParseDownwardAPI([]byte("app=\"reviews\"\nversion=\"v1\"\nsidecar.istio.io/status=\"{\\\"a\\\":1}\"\n\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := map[string]string{"app": "reviews", "version": "v1", "sidecar.istio.io/status": `{"a":1}`}
-	if diff := cmp.Diff(want, got); diff != "" {
-		t.Error(diff)
-	}
-}
-
 func TestOptionsErrors(t *testing.T) {
 	for _, tc := range []struct {
 		name   string

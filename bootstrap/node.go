@@ -6,7 +6,6 @@ import (
 	"maps"
 	"net/netip"
 	"slices"
-	"strconv"
 	"strings"
 )
 
@@ -201,27 +200,4 @@ func anyMap(m map[string]string) map[string]any {
 		out[k] = v
 	}
 	return out
-}
-
-// ParseDownwardAPI parses a Kubernetes downward-API labels or annotations file:
-// one `key="value"` per line, the value a Go-quoted string.
-func ParseDownwardAPI(data []byte) (map[string]string, error) {
-	out := map[string]string{}
-	for i, line := range strings.Split(string(data), "\n") {
-		line = strings.TrimSpace(line)
-		if line == "" {
-			continue
-		}
-		k, v, ok := strings.Cut(line, "=")
-		if !ok {
-			return nil, fmt.Errorf("line %d %q is not key=\"value\"", i+1, line)
-		}
-		uq, err := strconv.Unquote(v)
-		if err != nil {
-			// Be lenient with unquoted values, which some tools write.
-			uq = v
-		}
-		out[k] = uq
-	}
-	return out, nil
 }

@@ -6,8 +6,8 @@ import (
 	"strings"
 )
 
-// ParseAnnotations reads a Kubernetes downward API annotations file: one
-// `key="value"` per line, the value Go-quoted (newlines appear as \n).
+// ParseAnnotations reads a Kubernetes downward API annotations (or labels)
+// file: one `key="value"` per line, the value Go-quoted (newlines appear as \n).
 // Errors name the 1-based line so that a hand-written file can be fixed.
 func ParseAnnotations(data []byte) (map[string]string, error) {
 	out := map[string]string{}

@@ -6,12 +6,12 @@
 package config
 
 import (
-	"fmt"
 	"path/filepath"
 	"time"
 
 	meshconfig "istio.io/api/mesh/v1alpha1"
 
+	"github.com/meshlite/meshlite/bootstrap"
 	"github.com/meshlite/meshlite/sds/spiffe"
 )
 
@@ -176,7 +176,7 @@ func (c *Config) PrimaryIP() string {
 
 // NodeID is Istio's xDS node ID: <type>~<ip>~<pod>.<ns>~<domain>.
 func (c *Config) NodeID() string {
-	return fmt.Sprintf("%s~%s~%s.%s~%s", c.ProxyType, c.PrimaryIP(), c.PodName, c.PodNamespace, c.Domain)
+	return bootstrap.NodeID(string(c.ProxyType), c.PrimaryIP(), c.PodName, c.PodNamespace, c.Domain)
 }
 
 // Identity is the workload's SPIFFE identity, the SAN the CSR asks for.
