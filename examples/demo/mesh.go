@@ -145,6 +145,8 @@ func (m *mesh) prepare(w workload) (string, []string, error) {
 	env := []string{
 		"POD_NAME=" + w.name, "POD_NAMESPACE=" + namespace, "INSTANCE_IP=" + w.ip, "SERVICE_ACCOUNT=" + w.serviceAccount,
 		"TRUST_DOMAIN=" + trustDomain, "CA_ADDR=" + secureAddr, "DISABLE_ENVOY=true",
+		// istiod-lite is dialled by IP here; its certificate names the in-cluster service.
+		"ISTIOD_SAN=istiod.istio-system.svc",
 		"OUTPUT_CERTS=" + filepath.Join(dir, "certs"),
 		"GRPC_XDS_BOOTSTRAP=" + filepath.Join(dir, "etc/istio/proxy/grpc-bootstrap.json"),
 		"ISTIO_META_GENERATOR=grpc", "ISTIO_META_APP=" + w.app,

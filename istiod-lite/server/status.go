@@ -1,0 +1,99 @@
+package server
+
+import (
+	"sort"
+	"time"
+
+	"github.com/meshlite/meshlite/istiod-lite/xds"
+)
+
+// Nack is the last rejection of one type by one proxy.
+type Nack struct {
+	Version string    `json:"version"` // the version the proxy still runs
+	Nonce   string    `json:"nonce"`
+	Message string    `json:"message"`
+	Time    time.Time `json:"time"`
+}
+
+// TypeStatus is what was sent to a proxy for one type and what it accepted.
+type TypeStatus struct {
+	Sent     string `json:"sent"`
+	Acked    string `json:"acked"`
+	LastNack *Nack  `json:"lastNack,omitempty"`
+}
+
+// ProxyStatus is one connected proxy as /debug/syncz shows it.
+type ProxyStatus struct {
+	ID          string                `json:"id"`
+	Generator   string                `json:"generator,omitempty"`
+	ConnectedAt time.Time             `json:"connectedAt"`
+	Streams     int                   `json:"streams"`
+	Types       map[string]TypeStatus `json:"types"` // by short type name: cds, eds, lds, rds
+}
+
+// proxy is the server's state for one node ID. Guarded by Server.mu.
+type proxy struct {
+	p         *xds.Proxy
+	connected time.Time
+	streams   int
+	res       *xds.Resources
+	versions  map[string]string    // type URL -> version set in the cache
+	setAt     map[string]time.Time // type URL -> when that version was set, for push-to-ACK latency
+	types     map[string]*TypeStatus
+}
+
+func (p *proxy) status(typeURL string) *TypeStatus {
+	ts := p.types[typeURL]
+	if ts == nil {
+		ts = &TypeStatus{}
+		p.types[typeURL] = ts
+	}
+	return ts
+}
+
+// ShortType maps a type URL to the name Istio's debug pages use.
+func ShortType(typeURL string) string {
+	switch typeURL {
+	case "type.googleapis.com/envoy.config.cluster.v3.Cluster":
+		return "cds"
+	case "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment":
+		return "eds"
+	case "type.googleapis.com/envoy.config.listener.v3.Listener":
+		return "lds"
+	case "type.googleapis.com/envoy.config.route.v3.RouteConfiguration":
+		return "rds"
+	}
+	return typeURL
+}
+
+// Proxies returns the connected proxies sorted by ID.
+func (s *Server) Proxies() []ProxyStatus {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]ProxyStatus, 0, len(s.proxies))
+	for id, p := range s.proxies {
+		ps := ProxyStatus{ID: id, Generator: p.p.Generator, ConnectedAt: p.connected, Streams: p.streams, Types: map[string]TypeStatus{}}
+		for t, ts := range p.types {
+			c := *ts
+			if ts.LastNack != nil {
+				n := *ts.LastNack
+				c.LastNack = &n
+			}
+			ps.Types[ShortType(t)] = c
+		}
+		out = append(out, ps)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// ProxyResources returns what the proxy with this node ID is being sent.
+func (s *Server) ProxyResources(id string) (*xds.Resources, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p, ok := s.proxies[id]
+	if !ok || p.res == nil {
+		return nil, false
+	}
+	return p.res, true
+}
