@@ -32,12 +32,19 @@ import (
 
 func init() { register(newDiscoveryCmd) }
 
+// Istio's defaults for pilot-discovery.
+const (
+	defaultMeshConfig  = "./etc/istio/config/mesh"
+	defaultTrustDomain = "cluster.local"
+)
+
 // discoveryOptions are pilot-discovery's flag names, so istiod's manifests and habits carry over.
 type discoveryOptions struct {
 	grpcAddr       string
 	secureGRPCAddr string
 	httpAddr       string
 	configDir      string
+	meshConfig     string
 	tlsCertFile    string
 	tlsKeyFile     string
 	debounce       time.Duration
@@ -76,12 +83,13 @@ keeps serving), and serves per-proxy xDS on --grpcAddr (plaintext) and --secureG
 	f.StringVar(&o.secureGRPCAddr, "secureGRPCAddr", ":15012", "TLS gRPC listen address for ADS and the CA (IstioCertificateService), served with a certificate from the CA; empty disables it")
 	f.StringVar(&o.httpAddr, "httpAddr", ":8080", "Debug HTTP listen address (/debug/syncz, /debug/configz, /debug/config_dump, /debug/registryz, /metrics, /ready); empty disables it")
 	f.StringVar(&o.configDir, "configDir", file.DefaultDir, "Directory of Istio-style YAML to serve, watched for changes")
+	f.StringVar(&o.meshConfig, "meshConfig", defaultMeshConfig, "Mesh config file (MeshConfig YAML, the istio ConfigMap's mesh key); the default path may be absent, a path given here must exist")
 	f.StringVar(&o.tlsCertFile, "tlsCertFile", "", "PEM serving certificate for --secureGRPCAddr instead of one issued by the CA")
 	f.StringVar(&o.tlsKeyFile, "tlsKeyFile", "", "PEM private key for --tlsCertFile")
 	f.DurationVar(&o.debounce, "debounce", 100*time.Millisecond, "How long the config directory must be quiet before a change is applied")
 	f.StringVar(&o.config.DefaultNamespace, "namespace", "default", "Namespace of objects that do not set metadata.namespace")
 	f.StringVar(&o.config.DomainSuffix, "domain", "cluster.local", "DNS domain suffix used to complete short hostnames")
-	f.StringVar(&o.trustDomain, "trustDomain", "cluster.local", "SPIFFE trust domain of the workload certificates the CA issues")
+	f.StringVar(&o.trustDomain, "trustDomain", defaultTrustDomain, "SPIFFE trust domain of the workload certificates the CA issues (default: the mesh config's trustDomain, else cluster.local)")
 	f.StringSliceVar(&o.extraSANs, "tlsExtraSANs", splitNonEmpty(os.Getenv("ISTIOD_CUSTOM_HOST")),
 		"DNS names or IPs to add to the serving certificate next to istiod.istio-system.svc (env ISTIOD_CUSTOM_HOST)")
 	o.ca.AddFlags(f)
@@ -110,6 +118,14 @@ func (o *discoveryOptions) validate() error {
 func runDiscovery(ctx context.Context, o *discoveryOptions, log *slog.Logger) error {
 	if err := o.validate(); err != nil {
 		return cli.WithExitCode(2, err)
+	}
+	mesh, err := config.LoadMeshConfigFile(o.meshConfig, o.meshConfig == defaultMeshConfig)
+	if err != nil {
+		return cli.WithExitCode(2, err)
+	}
+	o.config.Mesh = mesh
+	if td := mesh.GetTrustDomain(); td != "" && o.trustDomain == defaultTrustDomain {
+		o.trustDomain = td
 	}
 	metrics := prometheus.NewRegistry()
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

@@ -37,6 +37,9 @@ func DefaultMeshConfig() *meshv1alpha1.MeshConfig {
 func Build(set *Set) *model.Snapshot {
 	domain := set.Options.withDefaults().DomainSuffix
 	snap := &model.Snapshot{Mesh: DefaultMeshConfig()}
+	if set.Options.Mesh != nil {
+		proto.Merge(snap.Mesh, set.Options.Mesh)
+	}
 	if m := set.Mesh(); m != nil {
 		proto.Merge(snap.Mesh, m)
 	}

@@ -48,6 +48,9 @@ type Options struct {
 	// DomainSuffix completes short hostnames and names Kubernetes services
 	// <name>.<ns>.svc.<DomainSuffix>. Default "cluster.local".
 	DomainSuffix string
+	// Mesh is the base mesh config (pilot-discovery's --meshConfig file); a
+	// MeshConfig document or istio ConfigMap in the set overrides its fields.
+	Mesh *meshv1alpha1.MeshConfig
 }
 
 func (o Options) withDefaults() Options {

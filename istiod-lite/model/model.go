@@ -7,9 +7,9 @@ package model
 import (
 	"context"
 
+	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	securityv1 "istio.io/client-go/pkg/apis/security/v1"
-	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
 )
 
 // Protocol is the application protocol of a service port, chosen from the port
