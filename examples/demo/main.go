@@ -13,6 +13,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"syscall"
@@ -66,6 +67,11 @@ func run(ctx context.Context, o options) error {
 		}
 	}()
 	fmt.Printf("meshlite demo — working directory %s\n", root)
+	if _, err := exec.LookPath("envoy"); err != nil {
+		fmt.Println("no envoy binary on PATH: every workload runs proxyless (gRPC xDS); the sidecar-mode workload with iptables capture is not shown")
+	} else {
+		fmt.Println("envoy found on PATH, but the sidecar-mode demo workload is not built yet: every workload runs proxyless")
+	}
 
 	if err := m.startControlPlane(ctx, o.meshDir); err != nil {
 		return err
