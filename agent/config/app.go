@@ -8,18 +8,12 @@ import (
 	"strconv"
 	"strings"
 
-	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
+	"github.com/meshlite/meshlite/agent/probes"
 )
 
 // AppProber is one kubelet probe that injection moved onto the status port;
-// the agent runs it against the application. Exactly one action is set.
-type AppProber struct {
-	HTTPGet        *corev1.HTTPGetAction   `json:"httpGet,omitempty"`
-	TCPSocket      *corev1.TCPSocketAction `json:"tcpSocket,omitempty"`
-	GRPC           *corev1.GRPCAction      `json:"grpc,omitempty"`
-	TimeoutSeconds int32                   `json:"timeoutSeconds,omitempty"`
-}
+// the agent runs it against the application.
+type AppProber = probes.Probe
 
 // PrometheusScrape is the application's own metrics endpoint, from its
 // prometheus.io/* annotations; values are strings as in the annotations.
@@ -30,7 +24,7 @@ type PrometheusScrape struct {
 }
 
 // AppProbePathPrefix is where rewritten probes live on the status port.
-const AppProbePathPrefix = "/app-health/"
+const AppProbePathPrefix = probes.PathPrefix
 
 // decodeStrict decodes JSON refusing unknown fields, so a misspelt key fails loudly.
 func decodeStrict(v string, dst any) error {
@@ -46,67 +40,12 @@ func decodeStrict(v string, dst any) error {
 }
 
 func applyAppProbers(c *Config, v string) error {
-	probers := map[string]AppProber{}
-	if err := decodeStrict(v, &probers); err != nil {
+	probers, err := probes.Parse(v)
+	if err != nil {
 		return err
-	}
-	paths := make([]string, 0, len(probers))
-	for p := range probers {
-		paths = append(paths, p)
-	}
-	sort.Strings(paths)
-	var problems []string
-	for _, p := range paths {
-		if err := checkProber(p, probers[p]); err != nil {
-			problems = append(problems, fmt.Sprintf("%s: %v", p, err))
-		}
-	}
-	if len(problems) > 0 {
-		return errors.New(strings.Join(problems, "; "))
 	}
 	c.App.KubeAppProbers = probers
 	return nil
-}
-
-func checkProber(path string, p AppProber) error {
-	if !strings.HasPrefix(path, AppProbePathPrefix) {
-		return fmt.Errorf("path must start with %s", AppProbePathPrefix)
-	}
-	n := 0
-	var port int
-	if p.HTTPGet != nil {
-		n++
-		port = intOrStringPort(p.HTTPGet.Port)
-	}
-	if p.TCPSocket != nil {
-		n++
-		port = intOrStringPort(p.TCPSocket.Port)
-	}
-	if p.GRPC != nil {
-		n++
-		port = int(p.GRPC.Port)
-	}
-	if n != 1 {
-		return fmt.Errorf("has %d of httpGet, tcpSocket, grpc; exactly one is required", n)
-	}
-	if port < 1 || port > 65535 {
-		return errors.New("port must be a number from 1 to 65535 (named ports are resolved by injection)")
-	}
-	if p.TimeoutSeconds < 0 {
-		return errors.New("timeoutSeconds must be 0 or more")
-	}
-	return nil
-}
-
-func intOrStringPort(p intstr.IntOrString) int {
-	if p.Type == intstr.Int {
-		return int(p.IntVal)
-	}
-	n, err := strconv.Atoi(p.StrVal)
-	if err != nil {
-		return 0
-	}
-	return n
 }
 
 func applyPrometheus(c *Config, v string) error {

@@ -197,7 +197,7 @@ func TestLayering(t *testing.T) {
 			"ISTIO_PROMETHEUS_ANNOTATIONS": `{"scrape":"true","path":"/metrics","port":"9090"}`}},
 			func(c *Config) any {
 				p := c.App.KubeAppProbers["/app-health/web/livez"]
-				return []any{p.HTTPGet.Path, p.HTTPGet.Port.IntValue(), p.TimeoutSeconds, *c.App.Prometheus}
+				return []any{p.HTTPGet.Path, int(p.HTTPGet.Port), p.TimeoutSeconds, *c.App.Prometheus}
 			}, []any{"/healthz", 8080, int32(2), PrometheusScrape{Scrape: "true", Path: "/metrics", Port: "9090"}}},
 	}
 	for _, tt := range tests {

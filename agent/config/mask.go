@@ -9,7 +9,8 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	meshconfig "istio.io/api/mesh/v1alpha1"
-	corev1 "k8s.io/api/core/v1"
+
+	"github.com/meshlite/meshlite/agent/probes"
 )
 
 // Redacted replaces secret values in Masked output.
@@ -50,7 +51,7 @@ func (c *Config) Masked() *Config {
 		for k, p := range c.App.KubeAppProbers {
 			if p.HTTPGet != nil {
 				h := *p.HTTPGet
-				h.HTTPHeaders = make([]corev1.HTTPHeader, len(p.HTTPGet.HTTPHeaders))
+				h.HTTPHeaders = make([]probes.HTTPHeader, len(p.HTTPGet.HTTPHeaders))
 				for i, hd := range p.HTTPGet.HTTPHeaders {
 					if isSecretName(hd.Name) {
 						hd.Value = Redacted

@@ -7,8 +7,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-
-	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 const maxConcurrency = 1024
@@ -35,7 +33,7 @@ func (c *Config) validate() Errors {
 	case c.PodNamespace == "":
 		es.add("POD_NAMESPACE", "", "is not set; the namespace is part of the node ID and the SPIFFE identity", "the pod's namespace, from the downward API field metadata.namespace")
 	default:
-		if errs := validation.IsDNS1123Label(c.PodNamespace); len(errs) > 0 {
+		if !isDNS1123Label(c.PodNamespace) {
 			es.add("POD_NAMESPACE", c.PodNamespace, "not a valid namespace name", "a DNS-1123 label: lowercase letters, digits and '-', at most 63 characters")
 		} else {
 			nsBad = false
@@ -46,7 +44,7 @@ func (c *Config) validate() Errors {
 	} else if strings.ContainsAny(c.PodName, "~ /") {
 		es.add("POD_NAME", c.PodName, "contains a character that breaks the node ID", "a pod name without '~', '/' or spaces")
 	}
-	if errs := validation.IsDNS1123Subdomain(c.ServiceAccount); len(errs) > 0 {
+	if !isDNS1123Subdomain(c.ServiceAccount) {
 		es.add("SERVICE_ACCOUNT", c.ServiceAccount, "not a valid service account name", "a DNS-1123 subdomain: lowercase letters, digits, '-' and '.'")
 	}
 	if !trustDomainRE.MatchString(c.TrustDomain) {
@@ -66,7 +64,7 @@ func (c *Config) validate() Errors {
 		// the domain comes from the namespace, which is already reported
 	case c.Domain == "":
 		es.add("--domain", "", "is empty", "a DNS domain such as <namespace>.svc.cluster.local")
-	case len(validation.IsDNS1123Subdomain(c.Domain)) > 0:
+	case !isDNS1123Subdomain(c.Domain):
 		es.add("--domain", c.Domain, "not a valid DNS domain", "a DNS name such as default.svc.cluster.local")
 	}
 	if c.ClusterID == "" {

@@ -3,13 +3,11 @@ package status
 import (
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -17,6 +15,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/meshlite/meshlite/agent/probes"
 )
 
 // Kubelet semantics the rewritten probes keep.
@@ -32,59 +32,14 @@ const (
 	defaultProbeTimeout = time.Second
 )
 
-// appProbe is one entry of ISTIO_KUBE_APP_PROBERS, in the injector's
-// format: the container probe as written in the pod spec, with named
-// ports already resolved to numbers.
-type appProbe struct {
-	HTTPGet        *httpGetAction   `json:"httpGet,omitempty"`
-	TCPSocket      *tcpSocketAction `json:"tcpSocket,omitempty"`
-	GRPC           *grpcAction      `json:"grpc,omitempty"`
-	TimeoutSeconds int32            `json:"timeoutSeconds,omitempty"`
-}
-
-type httpGetAction struct {
-	Path        string       `json:"path,omitempty"`
-	Port        probePort    `json:"port"`
-	Host        string       `json:"host,omitempty"`
-	Scheme      string       `json:"scheme,omitempty"`
-	HTTPHeaders []httpHeader `json:"httpHeaders,omitempty"`
-}
-
-type httpHeader struct {
-	Name  string `json:"name"`
-	Value string `json:"value"`
-}
-
-type tcpSocketAction struct {
-	Port probePort `json:"port"`
-	Host string    `json:"host,omitempty"`
-}
-
-type grpcAction struct {
-	Port    int     `json:"port"`
-	Service *string `json:"service,omitempty"`
-}
-
-// probePort accepts Kubernetes' IntOrString as a number or numeric string.
-type probePort int
-
-func (p *probePort) UnmarshalJSON(b []byte) error {
-	var n int
-	if err := json.Unmarshal(b, &n); err == nil {
-		*p = probePort(n)
-		return nil
-	}
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return fmt.Errorf("port %s is neither a number nor a string", b)
-	}
-	n, err := strconv.Atoi(s)
-	if err != nil {
-		return fmt.Errorf("port %q is a named port; the injector must resolve it to the container port number", s)
-	}
-	*p = probePort(n)
-	return nil
-}
+// The probe types are agent/probes', shared with the config that validates them.
+type (
+	appProbe        = probes.Probe
+	httpGetAction   = probes.HTTPGetAction
+	httpHeader      = probes.HTTPHeader
+	tcpSocketAction = probes.TCPSocketAction
+	grpcAction      = probes.GRPCAction
+)
 
 // prober runs one rewritten probe.
 type prober struct {
@@ -95,55 +50,18 @@ type prober struct {
 }
 
 func parseAppProbers(raw, defaultHost string) (map[string]*prober, error) {
-	out := map[string]*prober{}
-	if strings.TrimSpace(raw) == "" {
-		return out, nil
+	m, err := probes.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("ISTIO_KUBE_APP_PROBERS: %w", err)
 	}
-	var m map[string]appProbe
-	if err := json.Unmarshal([]byte(raw), &m); err != nil {
-		return nil, fmt.Errorf("ISTIO_KUBE_APP_PROBERS is not valid JSON of the form {\"/app-health/<container>/livez\": {\"httpGet\": {...}}}: %w", err)
-	}
-	paths := make([]string, 0, len(m))
-	for p := range m {
-		paths = append(paths, p)
-	}
-	sort.Strings(paths)
-	for _, path := range paths {
-		pr := m[path]
-		if !strings.HasPrefix(path, "/app-health/") {
-			return nil, fmt.Errorf("ISTIO_KUBE_APP_PROBERS: path %q must start with /app-health/ (e.g. /app-health/<container>/readyz)", path)
-		}
-		n := 0
-		var port int
+	out := make(map[string]*prober, len(m))
+	for path, pr := range m {
 		host := defaultHost
-		if pr.HTTPGet != nil {
-			n++
-			port = int(pr.HTTPGet.Port)
-			if pr.HTTPGet.Host != "" {
-				host = pr.HTTPGet.Host
-			}
-			switch strings.ToUpper(pr.HTTPGet.Scheme) {
-			case "", "HTTP", "HTTPS":
-			default:
-				return nil, fmt.Errorf("ISTIO_KUBE_APP_PROBERS: %s: scheme %q is not HTTP or HTTPS", path, pr.HTTPGet.Scheme)
-			}
-		}
-		if pr.TCPSocket != nil {
-			n++
-			port = int(pr.TCPSocket.Port)
-			if pr.TCPSocket.Host != "" {
-				host = pr.TCPSocket.Host
-			}
-		}
-		if pr.GRPC != nil {
-			n++
-			port = pr.GRPC.Port
-		}
-		if n != 1 {
-			return nil, fmt.Errorf("ISTIO_KUBE_APP_PROBERS: %s must have exactly one of httpGet, tcpSocket or grpc, found %d", path, n)
-		}
-		if port < 1 || port > 65535 {
-			return nil, fmt.Errorf("ISTIO_KUBE_APP_PROBERS: %s: port %d is out of range 1-65535", path, port)
+		switch {
+		case pr.HTTPGet != nil && pr.HTTPGet.Host != "":
+			host = pr.HTTPGet.Host
+		case pr.TCPSocket != nil && pr.TCPSocket.Host != "":
+			host = pr.TCPSocket.Host
 		}
 		timeout := defaultProbeTimeout
 		if pr.TimeoutSeconds > 0 {

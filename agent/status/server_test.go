@@ -359,11 +359,11 @@ func TestBadConfigIsRejected(t *testing.T) {
 		opts Options
 		want string
 	}{
-		{"probers not JSON", Options{AppProbers: "{"}, "ISTIO_KUBE_APP_PROBERS is not valid JSON"},
+		{"probers not JSON", Options{AppProbers: "{"}, "ISTIO_KUBE_APP_PROBERS: not valid JSON"},
 		{"named port", Options{AppProbers: `{"/app-health/app/livez":{"httpGet":{"port":"http"}}}`}, "named port"},
-		{"two actions", Options{AppProbers: `{"/app-health/app/livez":{"httpGet":{"port":80},"tcpSocket":{"port":80}}}`}, "exactly one of"},
+		{"two actions", Options{AppProbers: `{"/app-health/app/livez":{"httpGet":{"port":80},"tcpSocket":{"port":80}}}`}, "exactly one is required"},
 		{"bad path", Options{AppProbers: `{"/healthz":{"tcpSocket":{"port":80}}}`}, "must start with /app-health/"},
-		{"port range", Options{AppProbers: `{"/app-health/a/livez":{"tcpSocket":{"port":70000}}}`}, "out of range"},
+		{"port range", Options{AppProbers: `{"/app-health/a/livez":{"tcpSocket":{"port":70000}}}`}, "port must be a number from 1 to 65535"},
 		{"annotations not JSON", Options{Metrics: MetricsOptions{AppAnnotations: "x"}}, "ISTIO_PROMETHEUS_ANNOTATIONS"},
 		{"annotation port", Options{Metrics: MetricsOptions{AppAnnotations: `{"port":"abc"}`}}, "must be a number"},
 	} {
