@@ -159,6 +159,9 @@ const (
 	DefaultRootCAFile         = "./var/run/secrets/istio/root-cert.pem"
 	EnvoyBootstrapFile        = "envoy-rev.json"
 
+	// DefaultIstiodSAN is the name in istiod's serving certificate.
+	DefaultIstiodSAN = "istiod.istio-system.svc"
+
 	// ProxyConfigAnnotation is the pod annotation holding ProxyConfig YAML.
 	ProxyConfigAnnotation = "proxy.istio.io/config"
 )

@@ -48,7 +48,7 @@ var EnvVars = []EnvVar{
 		apply: applyCertProvider},
 	{Name: "CA_ROOT_CA", Default: DefaultRootCAFile, Allowed: "a PEM file path", Help: "Root certificate that verifies the CA and istiod.",
 		apply: func(c *Config, v string) error { c.ControlPlane.RootCAFile = v; return nil }},
-	{Name: "ISTIOD_SAN", Default: "the discovery address host", Allowed: "a DNS name", Help: "SAN expected in istiod's serving certificate.",
+	{Name: "ISTIOD_SAN", Default: "the discovery address host, or istiod.istio-system.svc when it is an IP", Allowed: "a DNS name", Help: "SAN expected in istiod's serving certificate.",
 		apply: func(c *Config, v string) error { c.ControlPlane.IstiodSAN = v; return nil }},
 	{Name: "SECRET_TTL", Default: "24h0m0s", Allowed: "a duration greater than 0, e.g. 24h", Help: "Requested workload certificate lifetime.",
 		apply: func(c *Config, v string) error { return parseDuration(v, &c.Secrets.TTL) }},

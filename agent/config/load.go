@@ -297,7 +297,10 @@ func derive(c *Config, o Options) {
 		c.ControlPlane.CAAddress = c.DiscoveryAddress()
 	}
 	if c.ControlPlane.IstiodSAN == "" {
-		if host, _, err := net.SplitHostPort(c.DiscoveryAddress()); err == nil {
+		// istiod's certificate names its service, not an IP; a discovery
+		// address given by DNS name is expected in the certificate, as in Istio.
+		c.ControlPlane.IstiodSAN = DefaultIstiodSAN
+		if host, _, err := net.SplitHostPort(c.DiscoveryAddress()); err == nil && net.ParseIP(host) == nil && host != "" {
 			c.ControlPlane.IstiodSAN = host
 		}
 	}
