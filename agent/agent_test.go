@@ -261,3 +261,19 @@ func buildFakeEnvoy(t *testing.T) string {
 	}
 	return out
 }
+
+func TestCertRefreshIntervalFitsTheGraceWindow(t *testing.T) {
+	for _, tt := range []struct {
+		ttl   time.Duration
+		ratio float64
+		want  time.Duration
+	}{
+		{30 * time.Second, 0.5, 3750 * time.Millisecond}, // e2e rotation: well inside the 15 s window
+		{24 * time.Hour, 0.5, 15 * time.Minute},          // capped
+		{time.Second, 0.1, time.Second},                  // floored
+	} {
+		if got := certRefreshInterval(tt.ttl, tt.ratio); got != tt.want {
+			t.Errorf("certRefreshInterval(%s, %g) = %s, want %s", tt.ttl, tt.ratio, got, tt.want)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/meshlite/meshlite/agent/config"
 	"github.com/meshlite/meshlite/bootstrap"
@@ -111,7 +112,17 @@ func RenderGRPCBootstrap(c *config.Config, environ []string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return bootstrap.GRPC(bootstrap.GRPCOptions{Node: o, XDSSocket: o.XDSSocket, CertDir: certDir})
+	return bootstrap.GRPC(bootstrap.GRPCOptions{Node: o, XDSSocket: o.XDSSocket, CertDir: certDir,
+		RefreshInterval: certRefreshInterval(c.Secrets.TTL, c.Secrets.GracePeriodRatio)})
+}
+
+// certRefreshInterval is how often grpc-go re-reads OUTPUT_CERTS. A rotated
+// certificate is written when GracePeriodRatio of its lifetime is left; the
+// app must pick it up well before the old one expires, so it re-reads four
+// times within that window (at most every 15 minutes, at least every second).
+func certRefreshInterval(ttl time.Duration, graceRatio float64) time.Duration {
+	d := time.Duration(float64(ttl) * graceRatio / 4)
+	return min(max(d, time.Second), 15*time.Minute)
 }
 
 // outputCertsDir is OUTPUT_CERTS, or in proxyless mode (where the app needs
