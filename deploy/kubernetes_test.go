@@ -693,8 +693,8 @@ func checkWorkload(t *testing.T, c cluster, d *appsv1.Deployment, m manifest, w 
 				t.Errorf("%s: ISTIO_KUBE_APP_PROBERS has no %s, the path %s's probe was rewritten to", where, want, a.Name)
 				continue
 			}
-			if orig.HTTPGet != nil && containerPortNumber(a, orig.HTTPGet.Port.IntValue()) == nil {
-				t.Errorf("%s: %s probes port %s, which container %s does not declare", where, want, orig.HTTPGet.Port.String(), a.Name)
+			if orig.HTTPGet != nil && containerPortNumber(a, int(orig.HTTPGet.Port)) == nil {
+				t.Errorf("%s: %s probes port %s, which container %s does not declare", where, want, strconv.Itoa(int(orig.HTTPGet.Port)), a.Name)
 			}
 			// The app is not running: the probe fails, but it must be a
 			// probe the agent knows (not 404).
