@@ -44,16 +44,18 @@ type Options struct {
 
 // Agent is one workload's agent, built from a validated Config.
 type Agent struct {
-	cfg     *config.Config
-	opts    Options
-	log     *slog.Logger
-	reg     *prometheus.Registry
-	certs   *sds.Service
-	proxy   *xdsproxy.Proxy
-	status  *status.Server
-	envoy   *envoy.Supervisor // nil in proxyless mode
-	grpcBS  []byte            // proxyless bootstrap, written at Run
-	envoyBS []byte            // Envoy bootstrap, written at Run
+	cfg   *config.Config
+	opts  Options
+	log   *slog.Logger
+	reg   *prometheus.Registry
+	certs *sds.Service
+	proxy *xdsproxy.Proxy
+	// proxyCerts is what the xDS proxy dials istiod with (nil in plaintext mode).
+	proxyCerts xdsproxy.CertSource
+	status     *status.Server
+	envoy      *envoy.Supervisor // nil in proxyless mode
+	grpcBS     []byte            // proxyless bootstrap, written at Run
+	envoyBS    []byte            // Envoy bootstrap, written at Run
 }
 
 // New builds every component, and renders, validates and writes the bootstrap
@@ -106,7 +108,8 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 	if cfg.ControlPlane.CertProvider == config.CertProviderNone {
 		px.Plaintext = true
 	} else {
-		px.Certs = newCertSource(certs.Source())
+		cs := newCertSource(certs.Source())
+		a.proxyCerts, px.Certs = cs, cs
 	}
 	if a.proxy, err = xdsproxy.New(px); err != nil {
 		return nil, fmt.Errorf("xDS proxy: %w", err)
@@ -227,6 +230,9 @@ func (a *Agent) Run(ctx context.Context, signals <-chan os.Signal) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	g, gctx := errgroup.WithContext(ctx)
+	if cs, ok := a.proxyCerts.(*certSource); ok {
+		go cs.watch(gctx.Done()) // a new root re-dials istiod with it
+	}
 	g.Go(func() error { return a.certs.Run(gctx) })
 	g.Go(func() error { return a.proxy.Run(gctx) })
 	g.Go(func() error { return a.status.Run(gctx) })

@@ -95,7 +95,7 @@ func GRPC(o GRPCOptions) ([]byte, error) {
 			ChannelCreds:   []channelCreds{{Type: "insecure"}},
 			ServerFeatures: []string{"xds_v3"},
 		}},
-		Node: grpcNode{ID: node.ID, Cluster: node.Cluster, Metadata: node.Metadata},
+		Node: grpcNode(node),
 		CertificateProviders: map[string]certProvider{"default": {
 			PluginName: "file_watcher",
 			Config: fileWatcherConf{

@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -75,7 +74,8 @@ func isExecutable(p string) bool {
 }
 
 func goTool() string {
-	if p := filepath.Join(runtime.GOROOT(), "bin", "go"); isExecutable(p) {
+	// The go that runs the tests; `go env GOROOT` is not needed: PATH has it in CI.
+	if p, err := exec.LookPath("go"); err == nil && isExecutable(p) {
 		return p
 	}
 	return "go"

@@ -32,14 +32,8 @@ const (
 	defaultProbeTimeout = time.Second
 )
 
-// The probe types are agent/probes', shared with the config that validates them.
-type (
-	appProbe        = probes.Probe
-	httpGetAction   = probes.HTTPGetAction
-	httpHeader      = probes.HTTPHeader
-	tcpSocketAction = probes.TCPSocketAction
-	grpcAction      = probes.GRPCAction
-)
+// appProbe is agent/probes' type, shared with the config that validates it.
+type appProbe = probes.Probe
 
 // prober runs one rewritten probe.
 type prober struct {

@@ -9,7 +9,6 @@ import (
 	"os/user"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -28,17 +27,13 @@ const exitInvalidCaptureInput = 2
 // iptablesFlags holds the raw flag values; env fills whatever the command
 // line did not set, as Istio's flag.BindEnv does.
 type iptablesFlags struct {
-	cfg          iptables.CaptureConfig
-	proxyPort    uint16
-	mark         uint32
-	table        int
-	probeTimeout time.Duration
-	dryRun       bool
-	cleanupOnly  bool
-	runValid     bool
-	skipApply    bool
-	forceBinary  string
-	resolvConf   string
+	cfg         iptables.CaptureConfig
+	dryRun      bool
+	cleanupOnly bool
+	runValid    bool
+	skipApply   bool
+	forceBinary string
+	resolvConf  string
 }
 
 // envBinding maps a flag to the environment variables Istio reads for it,
