@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 )
 
 // Interception modes accepted by -m, as in Istio.
@@ -212,8 +213,12 @@ func parseCIDRs(flag, s string, allowWildcard bool) (wildcard bool, v4, v6 []net
 func parseIfaces(flag, s string) ([]string, error) {
 	names := split(s)
 	for _, n := range names {
-		if len(n) > 15 || strings.ContainsAny(n, " /\t") {
-			return nil, &FieldError{flag, s, fmt.Sprintf("%q is not an interface name (at most 15 characters, no spaces or '/')", n)}
+		// The kernel's rule (dev_valid_name), and what keeps a name from
+		// splitting an iptables-restore line: no space, control character, '/' or ':'.
+		if len(n) > 15 || n == "." || n == ".." || strings.ContainsFunc(n, func(r rune) bool {
+			return unicode.IsSpace(r) || unicode.IsControl(r) || r == '/' || r == ':' || r > unicode.MaxASCII
+		}) {
+			return nil, &FieldError{flag, s, fmt.Sprintf("%q is not an interface name (at most 15 printable ASCII characters, no spaces, '/' or ':')", n)}
 		}
 	}
 	return names, nil

@@ -16,7 +16,10 @@ type EnvVar struct {
 	Default string // as shown to users
 	Allowed string // allowed values or range, quoted in error messages
 	Help    string
-	apply   func(c *Config, v string) error
+	// MayHoldSecrets: the value can carry credentials (probe headers), so
+	// errors show it redacted.
+	MayHoldSecrets bool
+	apply          func(c *Config, v string) error
 }
 
 // Metadata prefixes: ISTIO_META_FOO=bar becomes node metadata FOO: "bar";
@@ -80,7 +83,7 @@ var EnvVars = []EnvVar{
 		apply: func(c *Config, v string) error { return parseDuration(v, &c.Envoy.MinimumDrainDuration) }},
 	{Name: "ISTIO_BOOTSTRAP_OVERRIDE", Default: "(empty)", Allowed: "a JSON or YAML file path", Help: "File merged over the generated Envoy bootstrap.",
 		apply: func(c *Config, v string) error { c.Envoy.BootstrapOverride = v; return nil }},
-	{Name: "ISTIO_KUBE_APP_PROBERS", Default: "(empty)", Allowed: `JSON {"/app-health/<container>/<livez|readyz|startupz>": {"httpGet"|"tcpSocket"|"grpc": {...}, "timeoutSeconds": N}}`, Help: "Application probes rewritten by injection, served on the status port.",
+	{Name: "ISTIO_KUBE_APP_PROBERS", Default: "(empty)", Allowed: `JSON {"/app-health/<container>/<livez|readyz|startupz>": {"httpGet"|"tcpSocket"|"grpc": {...}, "timeoutSeconds": N}}`, Help: "Application probes rewritten by injection, served on the status port.", MayHoldSecrets: true,
 		apply: applyAppProbers},
 	{Name: "ISTIO_PROMETHEUS_ANNOTATIONS", Default: "(empty)", Allowed: `JSON {"scrape": "true", "path": "/metrics", "port": "<1-65535>"}`, Help: "Application scrape target merged into /stats/prometheus.",
 		apply: applyPrometheus},

@@ -164,7 +164,11 @@ func Load(opts Options) (*Config, error) {
 	for _, e := range EnvVars {
 		if v, ok := env(e.Name); ok {
 			if err := e.apply(c, v); err != nil {
-				es.add(e.Name, v, err.Error(), e.Allowed)
+				shown := v
+				if e.MayHoldSecrets {
+					shown = Redacted // e.g. an Authorization header in a probe
+				}
+				es.add(e.Name, shown, err.Error(), e.Allowed)
 			}
 		}
 	}

@@ -105,7 +105,7 @@ func New(opts Options) (*Server, error) {
 	mux.Handle("/debug/pprof/profile", localOnly(http.HandlerFunc(pprof.Profile)))
 	mux.Handle("/debug/pprof/symbol", localOnly(http.HandlerFunc(pprof.Symbol)))
 	mux.Handle("/debug/pprof/trace", localOnly(http.HandlerFunc(pprof.Trace)))
-	mux.HandleFunc("GET /debug/syncz", s.handleSyncz)
+	mux.Handle("GET /debug/syncz", localOnly(http.HandlerFunc(s.handleSyncz)))
 	s.mux = mux
 	return s, nil
 }
