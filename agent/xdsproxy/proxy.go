@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,6 +39,7 @@ type Proxy struct {
 	mu        sync.Mutex
 	streams   map[int64]*streamState
 	permanent error // last permanent rejection; nil once a response arrives
+	untrusted error // istiod's certificate failed verification; nil once a response arrives
 	// bootNACKs holds, per stream and type, Envoy's rejection of the first
 	// listeners or clusters it was sent: it cannot start without them.
 	bootNACKs map[bootKey]error
@@ -150,6 +152,9 @@ func (p *Proxy) Health() error {
 	defer p.mu.Unlock()
 	if p.permanent != nil {
 		return p.permanent
+	}
+	if p.untrusted != nil {
+		return p.untrusted
 	}
 	keys := make([]bootKey, 0, len(p.bootNACKs))
 	for k := range p.bootNACKs {
@@ -320,6 +325,14 @@ func (p *Proxy) upstreamFailed(st *streamState, err error, bo *backoff.Exponenti
 		p.log.Error("upstream xDS permanently rejected", "stream", st.id, "code", code.String(), "err", perm)
 		return p.opts.PermanentErrorBackoff
 	}
+	if code == codes.Unavailable && isCertVerifyFailure(err) {
+		// Not permanent (a new trust bundle re-dials at once), but readiness
+		// must say why the workload is cut off from its control plane.
+		p.mu.Lock()
+		p.untrusted = fmt.Errorf("control plane %s presented a certificate this agent does not trust: %s; check the mesh root (CA_ROOT_CA) and the expected name (ISTIOD_SAN %s)",
+			p.opts.DiscoveryAddress, status.Convert(err).Message(), p.opts.ServerName)
+		p.mu.Unlock()
+	}
 	delay := bo.NextBackOff()
 	p.log.Warn("upstream xDS stream failed; keeping the downstream stream open and reconnecting",
 		"stream", st.id, "code", code.String(), "err", err, "retry_in", delay)
@@ -337,8 +350,15 @@ func tokenDesc(path string) string {
 // accepts the agent again.
 func (p *Proxy) clearPermanent() {
 	p.mu.Lock()
-	p.permanent = nil
+	p.permanent, p.untrusted = nil, nil
 	p.mu.Unlock()
+}
+
+// isCertVerifyFailure recognises a TLS handshake that failed on istiod's
+// certificate; gRPC reports it as Unavailable with the x509 error as text.
+func isCertVerifyFailure(err error) bool {
+	msg := status.Convert(err).Message()
+	return strings.Contains(msg, "failed to verify certificate") || strings.Contains(msg, "x509: ")
 }
 
 func (p *Proxy) openStream(mode string) *streamState {
