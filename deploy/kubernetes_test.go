@@ -189,6 +189,12 @@ func all[T runtime.Object](c cluster) []T {
 	return out
 }
 
+// clusterScoped kinds have no namespace.
+var clusterScoped = map[string]bool{
+	"Namespace": true, "ClusterRole": true, "ClusterRoleBinding": true, "CustomResourceDefinition": true,
+	"ValidatingWebhookConfiguration": true, "MutatingWebhookConfiguration": true,
+}
+
 func TestManifestsDecodeStrictly(t *testing.T) {
 	c := cluster{loadManifests(t)}
 	seen := map[string]string{}
@@ -198,7 +204,7 @@ func TestManifestsDecodeStrictly(t *testing.T) {
 			GetNamespace() string
 		})
 		kind := m.obj.GetObjectKind().GroupVersionKind().Kind
-		if kind != "Namespace" && meta.GetNamespace() == "" {
+		if !clusterScoped[kind] && meta.GetNamespace() == "" {
 			t.Errorf("%s: %s %s sets no metadata.namespace; `kubectl apply` would put it in the current namespace", m.where(), kind, meta.GetName())
 		}
 		key := kind + "/" + meta.GetNamespace() + "/" + meta.GetName()
