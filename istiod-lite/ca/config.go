@@ -74,9 +74,10 @@ func (c Config) Validate() error {
 }
 
 // Build loads or creates the CA key material and returns the Authority and
-// its CreateCertificate service, authenticating callers by bearer token
-// (when a JWKS is configured) or by a client certificate from this CA.
-func (c Config) Build(reg prometheus.Registerer, clk clock.PassiveClock, logger *slog.Logger) (*Authority, *Server, error) {
+// its CreateCertificate service, authenticating callers with extra (for
+// example Kubernetes TokenReview) first, then by bearer token (when a JWKS is
+// configured), then by a client certificate from this CA.
+func (c Config) Build(reg prometheus.Registerer, clk clock.PassiveClock, logger *slog.Logger, extra ...authn.Authenticator) (*Authority, *Server, error) {
 	if err := c.Validate(); err != nil {
 		return nil, nil, fmt.Errorf("ca: %w", err)
 	}
@@ -91,7 +92,7 @@ func (c Config) Build(reg prometheus.Registerer, clk clock.PassiveClock, logger 
 	if err != nil {
 		return nil, nil, err
 	}
-	chain := authn.Chain{}
+	chain := authn.Chain(append([]authn.Authenticator(nil), extra...))
 	if c.JWKSFile != "" {
 		j, err := authn.NewJWT(authn.JWTOptions{JWKSFile: c.JWKSFile, Issuer: c.JWTIssuer, Audiences: c.JWTAudiences,
 			TrustDomain: a.TrustDomain(), Clock: clk, Logger: logger})
@@ -99,7 +100,7 @@ func (c Config) Build(reg prometheus.Registerer, clk clock.PassiveClock, logger 
 			return nil, nil, err
 		}
 		chain = append(chain, j)
-	} else {
+	} else if len(extra) == 0 {
 		logger.With("scope", "ca").Warn("no --jwksFile: the CA accepts only renewals with a client certificate it issued; first certificates cannot be obtained")
 	}
 	chain = append(chain, &authn.ClientCert{Roots: a.TrustPool, TrustDomain: a.TrustDomain(), Clock: clk})
