@@ -28,7 +28,6 @@ import (
 	"k8s.io/client-go/kubernetes/scheme"
 	sigsyaml "sigs.k8s.io/yaml"
 
-	"github.com/spf13/pflag"
 
 	agentconfig "github.com/meshlite/meshlite/agent/config"
 	"github.com/meshlite/meshlite/agent/status"
@@ -300,21 +299,11 @@ func TestKustomizations(t *testing.T) {
 }
 
 // istiodPending are the flags the istiod-lite Deployment passes that
-// `istiod-lite discovery` does not accept yet. The CA's are declared by
-// ca.Config.AddFlags (still to be wired into discovery); --meshConfig is
-// Istio's pilot-discovery flag. Remove entries once they are wired: the
-// test logs each one it still needed.
+// `istiod-lite discovery` does not accept yet: none, now that the CA, mesh
+// config, Kubernetes and webhook flags are all registered. A new entry names
+// a flag and why; the test logs each one it still needed.
 func istiodPending() map[string]pendingFlag {
-	fs := pflag.NewFlagSet("ca", pflag.ContinueOnError)
-	var cfg ca.Config
-	cfg.AddFlags(fs)
-	out := map[string]pendingFlag{
-		"meshConfig": {why: "Istio's pilot-discovery flag for the mesh config file (ConfigMap istio, key mesh); istiod-lite reads the mesh config only from --configDir today"},
-	}
-	fs.VisitAll(func(f *pflag.Flag) {
-		out[f.Name] = pendingFlag{why: "declared by istiod-lite/ca.Config.AddFlags, not yet registered on discovery", fs: fs}
-	})
-	return out
+	return map[string]pendingFlag{}
 }
 
 func TestIstiodLiteDeployment(t *testing.T) {
@@ -370,8 +359,16 @@ func TestIstiodLiteDeployment(t *testing.T) {
 			t.Errorf("Service %s port %s = %+v, want port and targetPort %d", istiodService, name, sp, want)
 		}
 	}
-	if len(svc.Spec.Ports) != len(ports) {
-		t.Errorf("Service %s has %d ports, want exactly %v", istiodService, len(svc.Spec.Ports), ports)
+	// The admission webhooks call the Service on 443, as Istio's do.
+	webhookPort := portOf(t, cl.value(spec, "webhookAddr"))
+	if cp := containerPort(disc, "https-webhook"); cp == nil || cp.ContainerPort != webhookPort {
+		t.Errorf("discovery containerPort https-webhook = %v, want %d (from --webhookAddr)", cp, webhookPort)
+	}
+	if sp := servicePort(svc, "https-webhook"); sp == nil || sp.Port != 443 || sp.TargetPort.IntValue() != int(webhookPort) {
+		t.Errorf("Service %s port https-webhook = %+v, want 443 -> %d", istiodService, sp, webhookPort)
+	}
+	if len(svc.Spec.Ports) != len(ports)+1 {
+		t.Errorf("Service %s has %d ports, want exactly %v and https-webhook", istiodService, len(svc.Spec.Ports), ports)
 	}
 
 	// Probes hit the readiness endpoint of the debug server.
@@ -394,15 +391,23 @@ func TestIstiodLiteDeployment(t *testing.T) {
 	}
 
 	mounts := mountsOf(pod, disc)
-	// --configDir is a ConfigMap of Istio YAML that istiod-lite accepts.
-	configDir := cl.value(spec, "configDir")
-	cfgVol := mounts[configDir]
-	if cfgVol == nil || cfgVol.ConfigMap == nil {
-		t.Fatalf("--configDir %s is not a mounted ConfigMap", configDir)
+	// In a cluster the mesh comes from the API server; a --configDir, when
+	// the File registry is also used, is a ConfigMap of Istio YAML.
+	registries := cl.value(spec, "registries")
+	if !strings.Contains(registries, "Kubernetes") {
+		t.Errorf("--registries = %q, want Kubernetes in a cluster", registries)
 	}
-	cfgMap, _, ok := find[*corev1.ConfigMap](c, istiodNamespace, cfgVol.ConfigMap.Name)
-	if !ok {
-		t.Fatalf("ConfigMap %s (the config directory) is not in the manifests", cfgVol.ConfigMap.Name)
+	cfgMap := &corev1.ConfigMap{}
+	if strings.Contains(registries, "File") {
+		configDir := cl.value(spec, "configDir")
+		cfgVol := mounts[configDir]
+		if cfgVol == nil || cfgVol.ConfigMap == nil {
+			t.Fatalf("--configDir %s is not a mounted ConfigMap", configDir)
+		}
+		var ok bool
+		if cfgMap, _, ok = find[*corev1.ConfigMap](c, istiodNamespace, cfgVol.ConfigMap.Name); !ok {
+			t.Fatalf("ConfigMap %s (the config directory) is not in the manifests", cfgVol.ConfigMap.Name)
+		}
 	}
 	// --meshConfig is the "mesh" key of Istio's ConfigMap istio.
 	meshFile := cl.flags["meshConfig"].value
@@ -456,13 +461,15 @@ func TestIstiodLiteDeployment(t *testing.T) {
 		}
 	}
 
-	// Tokens: the JWKS file is mounted, and the audience is the one the
-	// sidecars' projected tokens carry.
-	jwks := cl.flags["jwksFile"].value
-	if v := mounts[path.Dir(jwks)]; v == nil || v.ConfigMap == nil {
-		t.Errorf("--jwksFile %s: its directory is not a mounted ConfigMap", jwks)
+	// Tokens: checked with TokenReview, which needs the API token mounted;
+	// the audience is the one the sidecars' projected tokens carry.
+	if ta := cl.value(spec, "tokenAuth"); ta != "tokenreview" {
+		t.Errorf("--tokenAuth = %q, want tokenreview (a deleted pod's token is refused)", ta)
 	}
-	if aud := cl.flags["jwtAudience"].value; aud != jwtissuer.DefaultAudience {
+	if pod.AutomountServiceAccountToken == nil || !*pod.AutomountServiceAccountToken {
+		t.Error("the istiod-lite pod must mount its service account token: it watches the API server and creates TokenReviews")
+	}
+	if aud := strings.Trim(cl.value(spec, "jwtAudience"), "[]"); aud != jwtissuer.DefaultAudience {
 		t.Errorf("--jwtAudience = %q, want %q (the sidecars' token audience)", aud, jwtissuer.DefaultAudience)
 	}
 
