@@ -78,11 +78,12 @@ type Registry struct {
 	listers      listers
 	informers    []cache.SharedIndexInformer
 
-	dirty   chan struct{}
-	changes chan struct{}
-	synced  atomic.Bool
-	lost    atomic.Bool
-	lostErr atomic.Value // string: the latest watch error, for logs and status
+	dirty          chan struct{}
+	changes        chan struct{}
+	namespaceAdded chan struct{} // coalescing: wakes PublishRootCert
+	synced         atomic.Bool
+	lost           atomic.Bool
+	lostErr        atomic.Value // string: the latest watch error, for logs and status
 
 	mu         sync.RWMutex
 	current    *model.Snapshot
@@ -128,11 +129,12 @@ func New(opts Options) (*Registry, error) {
 		return nil, err
 	}
 	r := &Registry{
-		opts:    opts,
-		log:     opts.Logger.With("scope", "kube"),
-		dirty:   make(chan struct{}, 1),
-		changes: make(chan struct{}, 1),
-		parsed:  map[string]parsedObject{},
+		opts:           opts,
+		log:            opts.Logger.With("scope", "kube"),
+		dirty:          make(chan struct{}, 1),
+		changes:        make(chan struct{}, 1),
+		namespaceAdded: make(chan struct{}, 1),
+		parsed:         map[string]parsedObject{},
 	}
 	r.kubeFactory = kubeinformers.NewSharedInformerFactoryWithOptions(opts.Client, opts.Resync,
 		kubeinformers.WithTransform(stripManagedFields))
@@ -143,7 +145,17 @@ func New(opts Options) (*Registry, error) {
 	r.add(r.kubeFactory.Core().V1().Services().Informer())
 	r.add(r.kubeFactory.Discovery().V1().EndpointSlices().Informer())
 	r.add(r.kubeFactory.Core().V1().Pods().Informer())
-	r.add(r.kubeFactory.Core().V1().Namespaces().Informer())
+	nsInformer := r.kubeFactory.Core().V1().Namespaces().Informer()
+	r.add(nsInformer)
+	// A new namespace needs istio-ca-root-cert before its first pod starts.
+	_, _ = nsInformer.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: func(any) {
+			select {
+			case r.namespaceAdded <- struct{}{}:
+			default:
+			}
+		},
+	})
 	if opts.MeshConfigMap != "-" {
 		r.watchMeshConfigMap()
 	}

@@ -20,8 +20,9 @@ const (
 
 // PublishRootCert keeps istio-ca-root-cert in every namespace of the mesh
 // (discoverySelectors apply) equal to bundle(), as istiod's namespace
-// controller does: at once, every interval, and each time changed fires (the
-// CA's Changed channel, on rotation). It returns when ctx ends.
+// controller does: as soon as the namespaces are known, when a namespace is
+// added, every interval, and each time changed fires (the CA's Changed
+// channel, on rotation). It returns when ctx ends.
 func (r *Registry) PublishRootCert(ctx context.Context, bundle func() []byte, changed func() <-chan struct{}, interval time.Duration) {
 	if interval <= 0 {
 		interval = time.Minute
@@ -34,11 +35,16 @@ func (r *Registry) PublishRootCert(ctx context.Context, bundle func() []byte, ch
 		if changed != nil {
 			ch = changed()
 		}
+		wait := interval
+		if !r.synced.Load() {
+			wait = min(interval, 200*time.Millisecond) // publish as soon as the namespaces are known
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-ch:
-		case <-r.opts.Clock.After(interval):
+		case <-r.namespaceAdded:
+		case <-r.opts.Clock.After(wait):
 		}
 	}
 }
