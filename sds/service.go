@@ -193,6 +193,11 @@ func (s *Service) Ready() error {
 	switch {
 	case st.Permanent:
 		return st.LastError
+	case st.HasCert && !st.Expiry.IsZero() && !s.now().Before(st.Expiry):
+		// Delivered once is not enough: an expired certificate fails every
+		// new mTLS handshake, so readiness must say so until a renewal lands.
+		return fmt.Errorf("workload certificate expired at %s and no renewal was obtained (last error: %v); new mTLS connections fail until the CA answers",
+			st.Expiry.UTC().Format(time.RFC3339), st.LastError)
 	case st.Delivered:
 		return nil
 	case st.LastError != nil:
@@ -204,6 +209,13 @@ func (s *Service) Ready() error {
 	default:
 		return fmt.Errorf("%w: waiting for Envoy to fetch it over SDS (%s)", ErrNotReady, filepath.Clean(s.sdsSocket()))
 	}
+}
+
+func (s *Service) now() time.Time {
+	if s.cfg.Clock != nil {
+		return s.cfg.Clock.Now()
+	}
+	return time.Now()
 }
 
 func (s *Service) sdsSocket() string {

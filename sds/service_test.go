@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -136,6 +137,26 @@ func TestCADownAtRotationKeepsServing(t *testing.T) {
 	waitFor(t, "the retry timer", w.clock.HasWaiters)
 	w.clock.Step(time.Minute)
 	def.Next()
+}
+
+func TestExpiredCertificateIsNotReady(t *testing.T) {
+	w := newWorld(t, nil)
+	testenvoy.Dial(t, w.sock).Open(secret.ResourceDefault).Next()
+	w.ca.FailAlways(codes.Unavailable)
+	expiry := w.svc.Source().Status().Expiry
+	waitFor(t, "the rotation timer", w.clock.HasWaiters)
+	w.clock.SetTime(expiry.Add(time.Second))
+	err := w.svc.Ready()
+	if err == nil || !strings.Contains(err.Error(), "expired") {
+		t.Fatalf("Ready() with an expired certificate and the CA down = %v, want an error saying it expired", err)
+	}
+	w.ca.FailAlways(codes.OK)
+	waitFor(t, "readiness after the CA returns", func() bool {
+		if w.clock.HasWaiters() {
+			w.clock.Step(time.Minute)
+		}
+		return w.svc.Ready() == nil
+	})
 }
 
 func TestPermanentRefusalSurfacesInReady(t *testing.T) {

@@ -8,8 +8,10 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"time"
 
 	"google.golang.org/grpc"
+	grpcbackoff "google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 )
@@ -86,6 +88,15 @@ func (u *upstream) dial() (*grpc.ClientConn, error) {
 		grpc.WithTransportCredentials(creds),
 		// A mesh's CDS/EDS responses easily exceed gRPC's 4 MiB default.
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(math.MaxInt32)),
+		// gRPC's own redial backoff (up to 120s by default) stacks on the
+		// streams' backoff: after a long control-plane outage, streams kept
+		// failing fast on a channel still waiting to redial. Cap it the same.
+		grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff: grpcbackoff.Config{
+				BaseDelay: u.opts.InitialBackoff, Multiplier: 1.6, Jitter: 0.2, MaxDelay: u.opts.MaxBackoff,
+			},
+			MinConnectTimeout: 20 * time.Second,
+		}),
 		grpc.WithPerRPCCredentials(&callCreds{
 			tokenPath: u.opts.TokenPath,
 			clusterID: u.opts.ClusterID,

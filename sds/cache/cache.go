@@ -173,7 +173,15 @@ func (c *Cache) fetch(ctx context.Context) error {
 	if c.opts.GraceRatioJitter > 0 {
 		ratioJitter = (c.rand()*2 - 1) * c.opts.GraceRatioJitter
 	}
-	c.rotateAt = rotateAt(w.Leaf.NotBefore, w.Leaf.NotAfter, c.opts.GraceRatio, ratioJitter)
+	// CAs backdate NotBefore for clock skew (istiod-lite and Istio by 2m).
+	// Measuring the lifetime from then would make a short SECRET_TTL due for
+	// rotation on arrival, so it is measured from when the answer arrived.
+	// Certificates carry whole seconds; so does this.
+	from := w.Leaf.NotBefore
+	if now := c.opts.Clock.Now().Truncate(time.Second); now.After(from) && now.Before(w.Leaf.NotAfter) {
+		from = now
+	}
+	c.rotateAt = rotateAt(from, w.Leaf.NotAfter, c.opts.GraceRatio, ratioJitter)
 	at := c.rotateAt
 	// Publish the roots first: a peer may present a cert from the new root as
 	// soon as our own new cert is out. Publishing under c.mu keeps a

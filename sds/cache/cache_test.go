@@ -201,8 +201,10 @@ func TestCADownDuringRotationKeepsServingAndRecovers(t *testing.T) {
 	e.ca.FailAlways(codes.Unavailable)
 
 	e.stepWhenWaiting(t, 30*time.Minute) // rotation time: the CA is down
-	for i := 0; i < 3; i++ {             // a few retries with backoff
-		e.stepWhenWaiting(t, 2*time.Second)
+	// Each step covers the longest jittered backoff (MaxBackoff 2s × 1.5), so
+	// every step fires the pending retry.
+	for i := 0; i < 3; i++ { // a few retries with backoff
+		e.stepWhenWaiting(t, 3*time.Second)
 	}
 	waitFor(t, "retries to fail", func() bool { return len(e.ca.Requests()) >= 4 })
 	st := e.cache.Status()
@@ -214,7 +216,7 @@ func TestCADownDuringRotationKeepsServingAndRecovers(t *testing.T) {
 	}
 
 	e.ca.FailAlways(codes.OK)
-	e.stepWhenWaiting(t, 2*time.Second)
+	e.stepWhenWaiting(t, 3*time.Second)
 	e.waitCert(t, first)
 	if st := e.cache.Status(); st.LastError != nil {
 		t.Errorf("error not cleared after recovery: %v", st.LastError)
@@ -387,5 +389,41 @@ func expectSignal(t *testing.T, ch <-chan struct{}, what string) {
 	case <-ch:
 	case <-time.After(10 * time.Second):
 		t.Fatalf("no signal: %s", what)
+	}
+}
+
+// A CA that backdates NotBefore (istiod-lite by 2m) must not make a short
+// SECRET_TTL due for rotation on arrival: half-life counts from receipt.
+func TestShortTTLWithBackdatedCertificate(t *testing.T) {
+	fc := clocktesting.NewFakeClock(time.Now())
+	ca := testca.New(t, testca.WithClock(fc), testca.WithBackdate(2*time.Minute))
+	dir := t.TempDir()
+	rootFile, tokenFile := filepath.Join(dir, "root-cert.pem"), filepath.Join(dir, "istio-token")
+	must(t, os.WriteFile(rootFile, ca.FirstRootPEM(), 0o644))
+	must(t, os.WriteFile(tokenFile, []byte("test-token\n"), 0o600))
+	var c *cache.Cache
+	cl, err := caclient.New(caclient.Options{
+		Addr: ca.Addr(), ServerName: testca.ServerName, TokenPath: tokenFile, ClusterID: "Kubernetes",
+		Roots:             func() *x509.CertPool { return c.Roots() },
+		ClientCertificate: func() *tls.Certificate { return c.ClientCertificate() },
+	})
+	must(t, err)
+	t.Cleanup(func() { cl.Close() })
+	c, err = cache.New(cache.Options{Identity: testID, CA: cl, RootCertFile: rootFile, Clock: fc, TTL: 30 * time.Second, GraceRatioJitter: -1})
+	must(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = c.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	deadline := time.Now().Add(10 * time.Second)
+	for c.Workload() == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("no certificate issued")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if want := fc.Now().Truncate(time.Second).Add(15 * time.Second); !c.RotateAt().Equal(want) {
+		t.Errorf("rotate at %s, want %s (half of the 30s TTL from receipt, not from the backdated NotBefore %s)",
+			c.RotateAt(), want, c.Workload().Leaf.NotBefore)
 	}
 }

@@ -24,6 +24,11 @@ const (
 	KeyRSA   = "RSA"
 )
 
+// MinTTL is the shortest SECRET_TTL accepted: short enough for rotation
+// tests and demos (30s), long enough that a CSR round trip and the apps'
+// certificate file reloads fit in the grace period.
+const MinTTL = 10 * time.Second
+
 // Options configures a Cache. Zero values take Istio's defaults.
 type Options struct {
 	// Identity is the SPIFFE ID requested in the CSR. Required.
@@ -97,8 +102,8 @@ func (o *Options) defaults() error {
 	if o.TTL == 0 {
 		o.TTL = 24 * time.Hour
 	}
-	if o.TTL < time.Minute {
-		return fmt.Errorf("secret cache: SECRET_TTL=%s is too short; use at least 1m (Istio's default is 24h)", o.TTL)
+	if o.TTL < MinTTL {
+		return fmt.Errorf("secret cache: SECRET_TTL=%s is too short; use at least %s (Istio's default is 24h)", o.TTL, MinTTL)
 	}
 	if o.GraceRatio == 0 {
 		o.GraceRatio = 0.5

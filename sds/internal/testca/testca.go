@@ -61,6 +61,7 @@ type CA struct {
 	maxIn    int
 	requests []Request
 	srv      *grpc.Server
+	backdate time.Duration
 }
 
 // Option configures New.
@@ -68,6 +69,10 @@ type Option func(*CA)
 
 // WithClock makes issued certificates start at clock.Now().
 func WithClock(c clock.Clock) Option { return func(ca *CA) { ca.clock = c } }
+
+// WithBackdate starts issued certificates d before now, as CAs do for clock
+// skew (istiod and istiod-lite by 2 minutes).
+func WithBackdate(d time.Duration) Option { return func(ca *CA) { ca.backdate = d } }
 
 // New starts a CA listening on an ephemeral loopback port; it stops with tb.
 func New(tb testing.TB, opts ...Option) *CA {
@@ -302,7 +307,7 @@ func (s *service) CreateCertificate(ctx context.Context, req *pb.IstioCertificat
 	tmpl := &x509.Certificate{
 		SerialNumber: serial,
 		URIs:         csr.URIs,
-		NotBefore:    now,
+		NotBefore:    now.Add(-ca.backdate),
 		NotAfter:     now.Add(ttl),
 		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
