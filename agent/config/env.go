@@ -53,7 +53,7 @@ var EnvVars = []EnvVar{
 		apply: func(c *Config, v string) error { c.ControlPlane.RootCAFile = v; return nil }},
 	{Name: "ISTIOD_SAN", Default: "the discovery address host, or istiod.istio-system.svc when it is an IP", Allowed: "a DNS name", Help: "SAN expected in istiod's serving certificate.",
 		apply: func(c *Config, v string) error { c.ControlPlane.IstiodSAN = v; return nil }},
-	{Name: "SECRET_TTL", Default: "24h0m0s", Allowed: "a duration greater than 0, e.g. 24h", Help: "Requested workload certificate lifetime.",
+	{Name: "SECRET_TTL", Default: "24h0m0s", Allowed: "a duration of at least 10s, e.g. 24h", Help: "Requested workload certificate lifetime.",
 		apply: func(c *Config, v string) error { return parseDuration(v, &c.Secrets.TTL) }},
 	{Name: "SECRET_GRACE_PERIOD_RATIO", Default: "0.5", Allowed: "a number greater than 0 and less than 1", Help: "Rotate the certificate when this fraction of its lifetime remains.",
 		apply: func(c *Config, v string) error { return parseFloat(v, &c.Secrets.GracePeriodRatio) }},

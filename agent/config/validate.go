@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/meshlite/meshlite/sds/secret"
 )
 
 const maxConcurrency = 1024
@@ -84,8 +86,8 @@ func (c *Config) validate() Errors {
 
 	// Workload certificates.
 	s := c.Secrets
-	if s.TTL <= 0 {
-		es.add("SECRET_TTL", s.TTL.String(), "must be greater than 0", envByName("SECRET_TTL").Allowed)
+	if s.TTL < secret.MinTTL {
+		es.add("SECRET_TTL", s.TTL.String(), "is shorter than "+secret.MinTTL.String(), envByName("SECRET_TTL").Allowed)
 	}
 	if !(s.GracePeriodRatio > 0 && s.GracePeriodRatio < 1) {
 		es.add("SECRET_GRACE_PERIOD_RATIO", strconv.FormatFloat(s.GracePeriodRatio, 'g', -1, 64), "out of range", envByName("SECRET_GRACE_PERIOD_RATIO").Allowed)

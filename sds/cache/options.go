@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/meshlite/meshlite/sds/secret"
 	"github.com/meshlite/meshlite/sds/spiffe"
 	"k8s.io/utils/clock"
 )
@@ -24,10 +25,8 @@ const (
 	KeyRSA   = "RSA"
 )
 
-// MinTTL is the shortest SECRET_TTL accepted: short enough for rotation
-// tests and demos (30s), long enough that a CSR round trip and the apps'
-// certificate file reloads fit in the grace period.
-const MinTTL = 10 * time.Second
+// MinTTL is the shortest SECRET_TTL accepted (see secret.MinTTL).
+const MinTTL = secret.MinTTL
 
 // Options configures a Cache. Zero values take Istio's defaults.
 type Options struct {

@@ -11,6 +11,11 @@ import (
 	"time"
 )
 
+// MinTTL is the shortest SECRET_TTL accepted: short enough for rotation
+// tests and demos (30s), long enough that a CSR round trip and the apps'
+// certificate file reloads fit in the grace period.
+const MinTTL = 10 * time.Second
+
 // SDS resource names Istio's Envoy bootstrap and clusters ask for.
 const (
 	// ResourceDefault is the workload key and certificate chain.
