@@ -28,7 +28,6 @@ import (
 	"k8s.io/client-go/kubernetes/scheme"
 	sigsyaml "sigs.k8s.io/yaml"
 
-
 	agentconfig "github.com/meshlite/meshlite/agent/config"
 	"github.com/meshlite/meshlite/agent/status"
 	"github.com/meshlite/meshlite/bootstrap"
@@ -74,6 +73,9 @@ func loadManifests(t *testing.T) []manifest {
 	t.Helper()
 	var out []manifest
 	err := filepath.WalkDir(k8sDir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && d.IsDir() && p == demoAppDir {
+			return filepath.SkipDir // the un-injected sources of the demo manifests
+		}
 		if err != nil || d.IsDir() || !strings.HasSuffix(p, ".yaml") || d.Name() == "kustomization.yaml" {
 			return err
 		}
@@ -551,6 +553,7 @@ func checkWorkload(t *testing.T, c cluster, d *appsv1.Deployment, m manifest, w 
 	}
 	var proxy *corev1.Container
 	var apps []corev1.Container
+	holds := false // a postStart hook holds the app until the proxy is ready
 	if w.native {
 		if len(pod.InitContainers) < 2 || pod.InitContainers[1].Name != proxyContainer {
 			t.Fatalf("%s: native sidecar: init containers must be %s then %s", where, initContainer, proxyContainer)
@@ -567,17 +570,27 @@ func checkWorkload(t *testing.T, c cluster, d *appsv1.Deployment, m manifest, w 
 		}
 		apps = pod.Containers
 	} else {
-		if len(pod.Containers) == 0 || pod.Containers[0].Name != proxyContainer {
-			t.Fatalf("%s: %s must be the first container, so that its postStart hook holds the app", where, proxyContainer)
+		// Istio's injector appends the proxy after the app containers; with
+		// holdApplicationUntilProxyStarts it puts it first instead, with a
+		// postStart hook that blocks the next container until Envoy is
+		// ready. The agent check below ties the hook to the proxy config.
+		i := slices.IndexFunc(pod.Containers, func(c corev1.Container) bool { return c.Name == proxyContainer })
+		if i < 0 {
+			t.Fatalf("%s: no %s container", where, proxyContainer)
 		}
-		proxy = &pod.Containers[0]
-		apps = pod.Containers[1:]
-		ls := proxy.Lifecycle
-		if ls == nil || ls.PostStart == nil || ls.PostStart.Exec == nil || len(ls.PostStart.Exec.Command) < 2 ||
-			ls.PostStart.Exec.Command[0] != "pilot-agent" || ls.PostStart.Exec.Command[1] != "wait" {
-			t.Errorf("%s: %s needs postStart exec [pilot-agent wait] (holdApplicationUntilProxyStarts)", where, proxyContainer)
-		} else {
-			checkCommand(t, where+" postStart", pilot, []string{"wait"}, ls.PostStart.Exec.Command[2:], nil, nil)
+		proxy = &pod.Containers[i]
+		apps = slices.Delete(slices.Clone(pod.Containers), i, i+1)
+		if ls := proxy.Lifecycle; ls != nil && ls.PostStart != nil {
+			holds = true
+			if i != 0 {
+				t.Errorf("%s: %s has a postStart hook but is container %d; it holds the app only as the first container", where, proxyContainer, i)
+			}
+			if ls.PostStart.Exec == nil || len(ls.PostStart.Exec.Command) < 2 ||
+				ls.PostStart.Exec.Command[0] != "pilot-agent" || ls.PostStart.Exec.Command[1] != "wait" {
+				t.Errorf("%s: %s postStart must be exec [pilot-agent wait] (holdApplicationUntilProxyStarts)", where, proxyContainer)
+			} else {
+				checkCommand(t, where+" postStart", pilot, []string{"wait"}, ls.PostStart.Exec.Command[2:], nil, nil)
+			}
 		}
 	}
 	if len(apps) == 0 {
@@ -629,9 +642,18 @@ func checkWorkload(t *testing.T, c cluster, d *appsv1.Deployment, m manifest, w 
 			t.Errorf("%s: %s sets env %s, which the agent does not read (agent/config.EnvVars, PROXY_CONFIG, ISTIO_META_*, ISTIO_METAJSON_*)", where, proxyContainer, e.Name)
 		}
 	}
+	// ISTIO_METAJSON_LABELS holds the pod's labels as written, before the
+	// injector added its own (security.istio.io/*, service.istio.io/*); the
+	// agent merges the downward-API labels file over it, so those still
+	// reach the node metadata.
 	var labels map[string]string
-	if err := json.Unmarshal([]byte(envValue(proxy, "ISTIO_METAJSON_LABELS")), &labels); err != nil || !equalMaps(labels, d.Spec.Template.Labels) {
-		t.Errorf("%s: ISTIO_METAJSON_LABELS = %s, want the pod labels %v", where, envValue(proxy, "ISTIO_METAJSON_LABELS"), d.Spec.Template.Labels)
+	if err := json.Unmarshal([]byte(envValue(proxy, "ISTIO_METAJSON_LABELS")), &labels); err != nil || !equalMaps(labels, withoutInjectedLabels(d.Spec.Template.Labels)) {
+		t.Errorf("%s: ISTIO_METAJSON_LABELS = %s, want the pod labels %v less the injector's", where, envValue(proxy, "ISTIO_METAJSON_LABELS"), d.Spec.Template.Labels)
+	}
+	if v := volumeNamed(pod, "istio-podinfo"); v == nil || v.DownwardAPI == nil || !slices.ContainsFunc(v.DownwardAPI.Items, func(i corev1.DownwardAPIVolumeFile) bool {
+		return i.Path == "labels" && i.FieldRef != nil && i.FieldRef.FieldPath == "metadata.labels"
+	}) {
+		t.Errorf("%s: volume istio-podinfo must hold the pod labels (labels from metadata.labels) for the agent", where)
 	}
 	var appNames []string
 	var appPorts []map[string]any
@@ -787,8 +809,8 @@ func checkWorkload(t *testing.T, c cluster, d *appsv1.Deployment, m manifest, w 
 	if want := values["POD_NAMESPACE"] + ".svc.cluster.local"; cfg.Domain != want {
 		t.Errorf("%s: domain = %q, want %q", where, cfg.Domain, want)
 	}
-	if !w.native && !cfg.Proxy.GetHoldApplicationUntilProxyStarts().GetValue() {
-		t.Errorf("%s: proxy config holdApplicationUntilProxyStarts should be true with the postStart wait", where)
+	if hold := cfg.Proxy.GetHoldApplicationUntilProxyStarts().GetValue(); !w.native && hold != holds {
+		t.Errorf("%s: proxy config holdApplicationUntilProxyStarts is %v, but the postStart wait hook is present=%v; they go together", where, hold, holds)
 	}
 	for _, a := range []struct{ what, addr string }{{"discovery address", cfg.DiscoveryAddress()}, {"CA_ADDR", cfg.ControlPlane.CAAddress}} {
 		checkIstiodAddress(t, c, where+" "+a.what, a.addr, "https-dns")
@@ -807,6 +829,17 @@ func checkWorkload(t *testing.T, c cluster, d *appsv1.Deployment, m manifest, w 
 	if out, err := runBinary(pilot, work, values, args...); err != nil {
 		t.Errorf("%s: `pilot-agent %s` with the %s environment failed: %v\n%s", where, strings.Join(args, " "), proxyContainer, err, firstLines(out, 20))
 	}
+}
+
+// withoutInjectedLabels drops the labels the injector adds to a pod.
+func withoutInjectedLabels(l map[string]string) map[string]string {
+	out := map[string]string{}
+	for k, v := range l {
+		if !strings.HasPrefix(k, "security.istio.io/") && !strings.HasPrefix(k, "service.istio.io/") {
+			out[k] = v
+		}
+	}
+	return out
 }
 
 // expandVars replaces $(VAR) as the kubelet does in args.

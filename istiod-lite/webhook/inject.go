@@ -61,6 +61,9 @@ type InjectorOptions struct {
 	TrustDomain    string // default cluster.local
 	ClusterID      string // default Kubernetes
 	NativeSidecars bool   // ENABLE_NATIVE_SIDECARS: the proxy as an init container with restartPolicy Always
+	// HoldApplicationUntilProxyStarts is the mesh-wide default of that
+	// ProxyConfig field; a pod's proxy.istio.io/config annotation overrides it.
+	HoldApplicationUntilProxyStarts bool
 	// Templates from LoadTemplates; default the built-in ones.
 	Templates *template.Template
 	Logger    *slog.Logger
@@ -185,7 +188,7 @@ func (in *Injector) Inject(pod *corev1.Pod) (*corev1.Pod, error) {
 	if err := json.Unmarshal(merged, out); err != nil {
 		return nil, err
 	}
-	orderContainers(out)
+	orderContainers(out, d.HoldApplication)
 	if len(d.AppContainerNames) > 0 {
 		if out.Annotations == nil {
 			out.Annotations = map[string]string{}
@@ -239,12 +242,22 @@ func (in *Injector) data(pod *corev1.Pod, proxyless bool) (*templateData, error)
 		return nil, err
 	}
 	proxyConfig := "{}"
+	hold := in.opts.HoldApplicationUntilProxyStarts
 	if v := a[AnnotationProxyConfig]; v != "" {
 		j, err := yaml.YAMLToJSON([]byte(v))
 		if err != nil {
 			return nil, fmt.Errorf("annotation %s is not valid YAML: %w", AnnotationProxyConfig, err)
 		}
 		proxyConfig = string(j)
+		var pc struct {
+			Hold *bool `json:"holdApplicationUntilProxyStarts"`
+		}
+		if err := json.Unmarshal(j, &pc); err != nil {
+			return nil, fmt.Errorf("annotation %s: holdApplicationUntilProxyStarts is not true or false: %w", AnnotationProxyConfig, err)
+		}
+		if pc.Hold != nil {
+			hold = *pc.Hold
+		}
 	}
 	var apps []string
 	var ports []corev1.ContainerPort
@@ -277,7 +290,9 @@ func (in *Injector) data(pod *corev1.Pod, proxyless bool) (*templateData, error)
 		LabelsJSON:        labelsJSON(pod.Labels),
 		Native:            native,
 		Proxyless:         proxyless,
-		Capture:           c,
+		// A native sidecar is started (and ready) before the app by the kubelet itself.
+		HoldApplication: hold && !native,
+		Capture:         c,
 	}
 	d.CanonicalName = cmp.Or(pod.Labels["service.istio.io/canonical-name"], pod.Labels["app.kubernetes.io/name"], pod.Labels["app"], d.WorkloadName)
 	d.CanonicalRevision = cmp.Or(pod.Labels["service.istio.io/canonical-revision"], pod.Labels["app.kubernetes.io/version"], pod.Labels["version"], "latest")
@@ -384,7 +399,7 @@ func labelsJSON(l map[string]string) string {
 // orderContainers puts istio-init, then a native istio-proxy, before the
 // application's init containers, so that those already have the mesh, and
 // the istio-proxy container after the application's, as Istio does.
-func orderContainers(pod *corev1.Pod) {
+func orderContainers(pod *corev1.Pod, proxyFirst bool) {
 	rank := func(c corev1.Container) int {
 		switch c.Name {
 		case InitContainer:
@@ -395,5 +410,11 @@ func orderContainers(pod *corev1.Pod) {
 		return 2
 	}
 	slices.SortStableFunc(pod.Spec.InitContainers, func(a, b corev1.Container) int { return cmp.Compare(rank(a), rank(b)) })
-	slices.SortStableFunc(pod.Spec.Containers, func(a, b corev1.Container) int { return -cmp.Compare(rank(a), rank(b)) })
+	// The kubelet starts containers in order and runs a postStart hook to
+	// completion before the next: with hold, the proxy goes first.
+	dir := -1
+	if proxyFirst {
+		dir = 1
+	}
+	slices.SortStableFunc(pod.Spec.Containers, func(a, b corev1.Container) int { return dir * cmp.Compare(rank(a), rank(b)) })
 }

@@ -47,7 +47,11 @@ type templateData struct {
 	Status            string // sidecar.istio.io/status JSON
 	Native            bool
 	Proxyless         bool
-	Capture           capture
+	// HoldApplication is ProxyConfig holdApplicationUntilProxyStarts: the
+	// proxy goes first with a postStart `pilot-agent wait`, so the kubelet
+	// starts the app only once the proxy is ready.
+	HoldApplication bool
+	Capture         capture
 }
 
 // capture is the istio-iptables arguments taken from the pod's annotations.

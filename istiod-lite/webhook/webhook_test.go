@@ -331,3 +331,40 @@ func golden(t *testing.T, path string, got []byte) {
 		t.Errorf("%s differs (run go test -update and review the diff):\n%s", path, got)
 	}
 }
+
+// holdApplicationUntilProxyStarts puts the proxy first with a postStart
+// `pilot-agent wait`; a native sidecar needs neither (the kubelet orders it).
+func TestInjectHoldsApplicationUntilProxyStarts(t *testing.T) {
+	in, _ := NewInjector(InjectorOptions{ProxyImage: "meshlite/proxy:test"})
+	pod := mustPod(t, appPod)
+	pod.Annotations[AnnotationProxyConfig] = "holdApplicationUntilProxyStarts: true"
+	out, err := in.Inject(pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := out.Spec.Containers[0]
+	if first.Name != ProxyContainer {
+		t.Fatalf("first container = %s, want %s", first.Name, ProxyContainer)
+	}
+	if first.Lifecycle == nil || first.Lifecycle.PostStart == nil || first.Lifecycle.PostStart.Exec == nil ||
+		strings.Join(first.Lifecycle.PostStart.Exec.Command, " ") != "pilot-agent wait" {
+		t.Fatalf("proxy lifecycle = %+v, want postStart exec pilot-agent wait", first.Lifecycle)
+	}
+
+	native, _ := NewInjector(InjectorOptions{ProxyImage: "meshlite/proxy:test", NativeSidecars: true, HoldApplicationUntilProxyStarts: true})
+	out, err = native.Inject(mustPod(t, appPod))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range append(out.Spec.InitContainers, out.Spec.Containers...) {
+		if c.Name == ProxyContainer && c.Lifecycle != nil && c.Lifecycle.PostStart != nil {
+			t.Error("a native sidecar got a postStart hook; the kubelet already waits for its startupProbe")
+		}
+	}
+
+	pod = mustPod(t, appPod)
+	pod.Annotations[AnnotationProxyConfig] = "holdApplicationUntilProxyStarts: maybe"
+	if _, err := in.Inject(pod); err == nil || !strings.Contains(err.Error(), "holdApplicationUntilProxyStarts") {
+		t.Errorf("bad hold value: err = %v, want it named", err)
+	}
+}
