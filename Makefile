@@ -45,8 +45,36 @@ test: deps kube-deps build
 	MESHLITE_BIN=$(BIN) $(GO) test $(TEST_FLAGS) $$($(GO) list ./... | grep -v -e '/iptables$$' -e '/test/netns$$' -e '/test/kube$$')
 	MESHLITE_BIN=$(BIN) $(GO) test $(TEST_FLAGS) -p 1 $(NETNS_PKGS)
 
+# bench prints one figure per line: the micro-benchmarks worth reporting, the
+# iptables apply benchmark (root only), then the load programs, each once:
+# xdsload (1000 proxyless clients), a 30 s soak (1000 sidecars, 200 CSRs) and
+# the agent footprint. About 5 minutes; docs/performance.md has the figures.
+BENCH_MICRO := ^(BenchmarkEnvoy|BenchmarkValidate|BenchmarkLoadAndBuild|BenchmarkReloadOneFileChanged|BenchmarkGenerate1000Proxies|BenchmarkCreateCertificate|BenchmarkStartToFirstCert|BenchmarkMergeScrape)$$
+BENCH_MICRO_PKGS := ./bootstrap ./istiod-lite/config ./istiod-lite/xds ./istiod-lite/ca ./sds/cache ./agent/status
+BENCH_COUNT ?= 1
+SOAK_DURATION ?= 30s
+# Turns "BenchmarkX-2  N  v1 u1  v2 u2" into one "BenchmarkX: v u" line per
+# figure, and drops go test's package chatter; anything else (a load program's
+# figures, failures) passes through.
+BENCH_FMT := awk '/^Benchmark/ { n=$$1; sub(/-[0-9]+$$/, "", n); for (i=3; i<NF; i+=2) printf "%s: %s %s\n", n, $$i, $$(i+1); fflush(); next } /^(goos|goarch|pkg|cpu|PASS)/ || /^ok[ \t]/ { next } { print; fflush() }'
+XDSLOAD_EDITS ?= 10
+BENCH_ONCE := -run '^$$' -benchtime 1x -timeout 15m
+
 bench: build
-	MESHLITE_BIN=$(BIN) $(GO) test -run '^$$' -bench . -benchmem ./...
+	@set -o pipefail; echo "== micro-benchmarks"; \
+	$(GO) test -run '^$$' -bench '$(BENCH_MICRO)' -benchmem -count $(BENCH_COUNT) $(BENCH_MICRO_PKGS) | $(BENCH_FMT)
+	@set -o pipefail; echo "== iptables apply (fresh network namespace, -p 1)"; \
+	if [ "$$(id -u)" = 0 ]; then \
+	  $(GO) test -p 1 -run '^$$' -bench '^BenchmarkApply$$' -benchmem ./iptables | $(BENCH_FMT); \
+	else echo "iptables apply: skipped (needs root)"; fi
+	@set -o pipefail; echo "== xdsload: 1000 proxyless clients, VirtualService edits"; \
+	XDSLOAD_EDITS=$(XDSLOAD_EDITS) MESHLITE_BIN=$(BIN) $(GO) test $(BENCH_ONCE) -bench '^BenchmarkXDSLoad$$' ./test/bench/xdsload | grep -v '^Benchmark' | $(BENCH_FMT)
+	@set -o pipefail; echo "== soak: 1000 sidecars, 200 CSRs, a change every 5 s for $(SOAK_DURATION) (full run: go run ./test/bench/soak)"; \
+	SOAK_DURATION=$(SOAK_DURATION) MESHLITE_BIN=$(BIN) $(GO) test $(BENCH_ONCE) -bench '^BenchmarkSoak$$' ./test/bench/soak | grep -v '^Benchmark' | $(BENCH_FMT)
+	@set -o pipefail; echo "== agent footprint"; \
+	if [ -d test/bench/agentfootprint ]; then \
+	  MESHLITE_BIN=$(BIN) $(GO) test $(BENCH_ONCE) -bench '^BenchmarkAgentFootprint$$' ./test/bench/agentfootprint | grep -v '^Benchmark' | $(BENCH_FMT); \
+	else echo "agent footprint: test/bench/agentfootprint is not in this tree"; fi
 
 demo: build
 	$(BIN)/demo --bin $(BIN) --mesh examples/mesh

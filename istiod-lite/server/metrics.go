@@ -1,6 +1,10 @@
 package server
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/meshlite/meshlite/istiod-lite/xds"
+)
 
 // metrics use Istio's pilot_* names where the meaning matches, so existing
 // dashboards keep working.
@@ -10,6 +14,26 @@ type metrics struct {
 	rejects   *prometheus.CounterVec
 	pushToAck *prometheus.HistogramVec
 	genTime   prometheus.Histogram
+
+	// Children of the per-type vectors for the types generation produces,
+	// resolved once: every response and every ACK of a push updates one, and
+	// WithLabelValues hashes and locks on each call.
+	sentByType map[string]prometheus.Counter
+	ackByType  map[string]prometheus.Observer
+}
+
+func (m *metrics) sent(typeURL string) prometheus.Counter {
+	if c, ok := m.sentByType[typeURL]; ok {
+		return c
+	}
+	return m.pushes.WithLabelValues(ShortType(typeURL))
+}
+
+func (m *metrics) ackLatency(typeURL string) prometheus.Observer {
+	if o, ok := m.ackByType[typeURL]; ok {
+		return o
+	}
+	return m.pushToAck.WithLabelValues(ShortType(typeURL))
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -36,6 +60,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.connected, m.pushes, m.rejects, m.pushToAck, m.genTime)
+	}
+	m.sentByType = make(map[string]prometheus.Counter, len(xds.TypeURLs))
+	m.ackByType = make(map[string]prometheus.Observer, len(xds.TypeURLs))
+	for _, t := range xds.TypeURLs {
+		m.sentByType[t] = m.pushes.WithLabelValues(ShortType(t))
+		m.ackByType[t] = m.pushToAck.WithLabelValues(ShortType(t))
 	}
 	return m
 }

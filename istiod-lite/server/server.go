@@ -18,6 +18,7 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	gcplog "github.com/envoyproxy/go-control-plane/pkg/log"
+	sotwv3 "github.com/envoyproxy/go-control-plane/pkg/server/sotw/v3"
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc/codes"
@@ -83,7 +84,11 @@ func New(reg model.Registry, opts Options) *Server {
 	// (asking for one listener) would wait on forever. Ordering across types is
 	// still safe: clients request RDS/EDS only after receiving LDS/CDS.
 	s.cache = cachev3.NewSnapshotCache(false, cachev3.IDHash{}, gcpLogger{log})
-	s.xds = serverv3.NewServer(context.Background(), s.cache, s.callbacks())
+	// Ordered ADS serves each ADS stream from one reused response channel
+	// instead of go-control-plane's default reflect.Select over a fresh
+	// channel per request: per ACK that saves a channel, a select-case
+	// rebuild and their garbage, which adds up over a thousand streams a push.
+	s.xds = serverv3.NewServer(context.Background(), s.cache, s.callbacks(), sotwv3.WithOrderedADS())
 	return s
 }
 
@@ -166,25 +171,21 @@ func (s *Server) update(id string) bool {
 		return false
 	}
 	res := s.gen.Generate(p.p)
-	versions := make(map[string]string, len(xds.TypeURLs))
-	for _, t := range xds.TypeURLs {
-		versions[t] = res.Version(t)
-	}
 	now := s.clock.Now()
 	s.mu.Lock()
 	same := true
-	for t, v := range versions {
-		if p.versions[t] != v {
+	for i, t := range xds.TypeURLs {
+		if v := res.Version(t); p.byType[i].version != v {
 			same = false
-			p.setAt[t] = now
+			p.byType[i].version = v
+			p.byType[i].setAt = now
 		}
 	}
 	var snap *cachev3.Snapshot
 	if !same {
 		p.res = res
-		p.versions = versions
 		if snap = s.snaps[res]; snap == nil {
-			snap = cacheSnapshot(res, versions)
+			snap = cacheSnapshot(res)
 			s.snaps[res] = snap
 		}
 	}
@@ -207,19 +208,20 @@ func (s *Server) update(id string) bool {
 }
 
 // cacheSnapshot converts generated resources, reusing their content hashes as
-// delta versions so the cache does not marshal and hash them again. The
-// snapshot is read-only once built (VersionMap is filled), so proxies share it.
-func cacheSnapshot(res *xds.Resources, versions map[string]string) *cachev3.Snapshot {
+// delta versions and their wire bytes as payloads, so the cache neither hashes
+// nor marshals them again. The snapshot is read-only once built (VersionMap
+// is filled), so proxies share it.
+func cacheSnapshot(res *xds.Resources) *cachev3.Snapshot {
 	snap := &cachev3.Snapshot{VersionMap: map[string]map[string]string{}}
 	for _, t := range xds.TypeURLs {
 		list := res.ByType[t]
 		items := make(map[string]types.ResourceWithTTL, len(list))
 		vm := make(map[string]string, len(list))
 		for _, r := range list {
-			items[r.Name] = types.ResourceWithTTL{Resource: r.Message.(types.Resource)}
+			items[r.Name] = types.ResourceWithTTL{Resource: premarshaled(r)}
 			vm[r.Name] = r.Hash
 		}
-		snap.Resources[cachev3.GetResponseType(t)] = cachev3.Resources{Version: versions[t], Items: items}
+		snap.Resources[cachev3.GetResponseType(t)] = cachev3.Resources{Version: res.Version(t), Items: items}
 		snap.VersionMap[t] = vm
 	}
 	return snap
@@ -246,7 +248,7 @@ func (s *Server) connect(streamID int64, n *core.Node) error {
 		s.mu.Unlock()
 		return nil
 	}
-	p = &proxy{p: pp, connected: s.clock.Now(), streams: 1, setAt: map[string]time.Time{}, types: map[string]*TypeStatus{}}
+	p = &proxy{p: pp, connected: s.clock.Now(), streams: 1}
 	s.proxies[pp.ID] = p
 	s.m.connected.Set(float64(len(s.proxies)))
 	s.mu.Unlock()
@@ -293,21 +295,23 @@ func (s *Server) ack(streamID int64, typeURL, version, nonce, errDetail string, 
 	ts := p.status(typeURL)
 	if nack {
 		ts.LastNack = &Nack{Version: version, Nonce: nonce, Message: errDetail, Time: s.clock.Now()}
-		s.m.rejects.WithLabelValues(ShortType(typeURL)).Inc()
+		s.m.rejects.WithLabelValues(ShortType(typeURL)).Inc() // rare: not worth a cached child
 		s.log.Warn("proxy rejected config (NACK)", "proxy", id, "type", ShortType(typeURL), "nonce", nonce, "error", errDetail)
 		return
 	}
 	ts.Acked = version
-	if at, ok := p.setAt[typeURL]; ok && p.versions[typeURL] == version {
-		s.m.pushToAck.WithLabelValues(ShortType(typeURL)).Observe(s.clock.Since(at).Seconds())
-		delete(p.setAt, typeURL)
+	if i := typeIndex(typeURL); i >= 0 {
+		if st := &p.byType[i]; !st.setAt.IsZero() && st.version == version {
+			s.m.ackLatency(typeURL).Observe(s.clock.Since(st.setAt).Seconds())
+			st.setAt = time.Time{}
+		}
 	}
 }
 
 func (s *Server) sent(streamID int64, typeURL, version, nonce string, delta bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.m.pushes.WithLabelValues(ShortType(typeURL)).Inc()
+	s.m.sent(typeURL).Inc()
 	id, ok := s.streams[streamID]
 	if !ok {
 		return

@@ -37,18 +37,56 @@ type proxy struct {
 	connected time.Time
 	streams   int
 	res       *xds.Resources
-	versions  map[string]string    // type URL -> version set in the cache
-	setAt     map[string]time.Time // type URL -> when that version was set, for push-to-ACK latency
-	types     map[string]*TypeStatus
+	// byType holds the types generation produces, indexed like xds.TypeURLs:
+	// fixed slots rather than maps, since a push touches every proxy's.
+	byType [numTypes]typeState
+	other  map[string]*TypeStatus // status of any other type a proxy asks for (rare)
+}
+
+// numTypes is len(xds.TypeURLs).
+const numTypes = 4
+
+// typeState is one generated type of one proxy.
+type typeState struct {
+	version string    // set in the cache
+	setAt   time.Time // when version was set; zero once ACKed (push-to-ACK latency)
+	status  TypeStatus
+	seen    bool // sent or requested: shown on /debug/syncz
+}
+
+// typeIndex returns the slot of a generated type, or -1.
+func typeIndex(typeURL string) int {
+	for i, t := range xds.TypeURLs {
+		if t == typeURL {
+			return i
+		}
+	}
+	return -1
 }
 
 func (p *proxy) status(typeURL string) *TypeStatus {
-	ts := p.types[typeURL]
+	if i := typeIndex(typeURL); i >= 0 {
+		p.byType[i].seen = true
+		return &p.byType[i].status
+	}
+	if p.other == nil {
+		p.other = map[string]*TypeStatus{}
+	}
+	ts := p.other[typeURL]
 	if ts == nil {
 		ts = &TypeStatus{}
-		p.types[typeURL] = ts
+		p.other[typeURL] = ts
 	}
 	return ts
+}
+
+func copyStatus(ts *TypeStatus) TypeStatus {
+	c := *ts
+	if ts.LastNack != nil {
+		n := *ts.LastNack
+		c.LastNack = &n
+	}
+	return c
 }
 
 // ShortType maps a type URL to the name Istio's debug pages use.
@@ -73,13 +111,13 @@ func (s *Server) Proxies() []ProxyStatus {
 	out := make([]ProxyStatus, 0, len(s.proxies))
 	for id, p := range s.proxies {
 		ps := ProxyStatus{ID: id, Generator: p.p.Generator, ConnectedAt: p.connected, Streams: p.streams, Types: map[string]TypeStatus{}}
-		for t, ts := range p.types {
-			c := *ts
-			if ts.LastNack != nil {
-				n := *ts.LastNack
-				c.LastNack = &n
+		for i := range p.byType {
+			if p.byType[i].seen {
+				ps.Types[ShortType(xds.TypeURLs[i])] = copyStatus(&p.byType[i].status)
 			}
-			ps.Types[ShortType(t)] = c
+		}
+		for t, ts := range p.other {
+			ps.Types[ShortType(t)] = copyStatus(ts)
 		}
 		out = append(out, ps)
 	}

@@ -25,6 +25,10 @@ type Resource struct {
 	Name    string
 	Message proto.Message
 	Hash    string
+	// Wire is Message in deterministic wire format, made once while hashing:
+	// the server sends these bytes to every proxy that shares the resource
+	// rather than marshalling the message again per stream. Read-only.
+	Wire []byte
 }
 
 // Resources is everything one proxy is sent, by type URL, sorted by name.
@@ -273,7 +277,7 @@ func newResource(name string, m proto.Message) Resource {
 		panic(fmt.Sprintf("marshal %s: %v", name, err)) // generated types always marshal
 	}
 	sum := sha256.Sum256(b)
-	return Resource{Name: name, Message: m, Hash: hex.EncodeToString(sum[:12])}
+	return Resource{Name: name, Message: m, Hash: hex.EncodeToString(sum[:12]), Wire: b}
 }
 
 func sortResources(r []Resource) {

@@ -5,14 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"sort"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -22,6 +16,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/meshlite/meshlite/test/bench/xdsload/harness"
 )
 
 // Config is one load run.
@@ -44,11 +40,7 @@ type Config struct {
 }
 
 func defaultConfig() Config {
-	bin := ""
-	if d := os.Getenv("MESHLITE_BIN"); d != "" {
-		bin = filepath.Join(d, "istiod-lite")
-	}
-	return Config{Clients: 1000, Services: 20, Edits: 5, Bin: bin, Timeout: time.Minute, LogLevel: "warn"}
+	return Config{Clients: 1000, Services: 20, Edits: 5, Bin: harness.DefaultBin(), Timeout: time.Minute, LogLevel: "warn"}
 }
 
 // Result holds the figures a run prints.
@@ -58,27 +50,18 @@ type Result struct {
 	ConnectAll        time.Duration // all clients connected and ACKed their first config
 	PushToAck         []time.Duration
 	RSSBytes          int64 // with all clients connected, after the edits
+	Mem               harness.Mem
 	PeakRSSBytes      int64
 	CPUSeconds        float64 // server CPU over the whole run
 	PushCPUSeconds    float64 // server CPU spent during the edits
 	ClientCPUSeconds  float64 // this load generator's CPU during the edits (it shares the machine)
+	LoadAvg           string  // 1-minute load average at the end: the machine may be shared
+	Edits             int
+	ReadCalls         int64 // istiod-lite read and write system calls during the edits
+	WriteCalls        int64
 }
 
-func percentile(d []time.Duration, p float64) time.Duration {
-	if len(d) == 0 {
-		return 0
-	}
-	s := append([]time.Duration(nil), d...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	i := int(float64(len(s))*p+0.5) - 1
-	if i < 0 {
-		i = 0
-	}
-	if i >= len(s) {
-		i = len(s) - 1
-	}
-	return s[i]
-}
+func percentile(d []time.Duration, p float64) time.Duration { return harness.Percentile(d, p) }
 
 // Print writes one figure per line, as `make bench` expects.
 func (r *Result) Print(w io.Writer) {
@@ -90,12 +73,18 @@ func (r *Result) Print(w io.Writer) {
 	fmt.Fprintf(w, "xdsload VirtualService edit to ACK p99: %s\n", ms(percentile(r.PushToAck, .99)))
 	fmt.Fprintf(w, "xdsload VirtualService edit to ACK max: %s (%d samples)\n", ms(percentile(r.PushToAck, 1)), len(r.PushToAck))
 	fmt.Fprintf(w, "xdsload istiod-lite RSS: %.1f MiB (peak %.1f MiB)\n", float64(r.RSSBytes)/(1<<20), float64(r.PeakRSSBytes)/(1<<20))
+	fmt.Fprintf(w, "xdsload istiod-lite RSS split: %s\n", r.Mem)
 	fmt.Fprintf(w, "xdsload istiod-lite CPU: %.2f s total, %.2f s during edits\n", r.CPUSeconds, r.PushCPUSeconds)
 	fmt.Fprintf(w, "xdsload load generator CPU during edits: %.2f s\n", r.ClientCPUSeconds)
+	if r.Edits > 0 && r.Clients > 0 {
+		per := float64(r.Edits * r.Clients)
+		fmt.Fprintf(w, "xdsload istiod-lite system calls per client per edit: %.2f reads, %.2f writes\n", float64(r.ReadCalls)/per, float64(r.WriteCalls)/per)
+	}
+	fmt.Fprintf(w, "xdsload load average (1 min): %s\n", r.LoadAvg)
 }
 
 const (
-	host     = "greeter.demo.svc.cluster.local"
+	host     = harness.GreeterHost
 	listener = host + ":7070"
 )
 
@@ -108,49 +97,23 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	if cfg.Bin == "" {
-		cfg.Bin = filepath.Join(dir, "istiod-lite")
-		build := exec.CommandContext(ctx, "go", "build", "-o", cfg.Bin, "github.com/meshlite/meshlite/cmd/istiod-lite")
-		build.Stderr = os.Stderr
-		if err := build.Run(); err != nil {
-			return nil, fmt.Errorf("building istiod-lite (or pass -bin): %w", err)
-		}
-	}
 	meshDir := filepath.Join(dir, "mesh")
-	if err := writeMesh(meshDir, cfg.Services); err != nil {
+	if err := harness.WriteMesh(meshDir, cfg.Services); err != nil {
 		return nil, err
 	}
-	if err := writeVS(meshDir, 0); err != nil {
+	if err := harness.WriteVS(meshDir, 0); err != nil {
 		return nil, err
 	}
-	grpcAddr, err := freeAddr()
+	srv, err := harness.StartServer(ctx, harness.ServerOptions{Bin: cfg.Bin, Dir: dir, ConfigDir: meshDir, LogLevel: cfg.LogLevel, Env: cfg.ServerEnv})
 	if err != nil {
 		return nil, err
 	}
-	httpAddr, err := freeAddr()
-	if err != nil {
-		return nil, err
-	}
-	logf, err := os.Create(filepath.Join(dir, "istiod-lite.log"))
-	if err != nil {
-		return nil, err
-	}
-	defer logf.Close()
+	defer srv.Stop()
 	if cfg.LogLevel != "warn" {
-		defer func() { b, _ := os.ReadFile(logf.Name()); os.Stderr.Write(b) }()
+		defer func() { os.Stderr.Write(srv.Log()) }()
 	}
-	srv := exec.CommandContext(ctx, cfg.Bin, "discovery", "--configDir", meshDir, "--grpcAddr", grpcAddr,
-		"--httpAddr", httpAddr, "--secureGRPCAddr", "", "--log_output_level", cfg.LogLevel)
-	srv.Stdout, srv.Stderr = logf, logf
-	srv.Env = append(os.Environ(), cfg.ServerEnv...)
-	if err := srv.Start(); err != nil {
-		return nil, fmt.Errorf("starting %s: %w", cfg.Bin, err)
-	}
-	defer func() { _ = srv.Process.Kill(); _ = srv.Wait() }()
-	pid := srv.Process.Pid
-	if err := waitTCP(ctx, grpcAddr, 10*time.Second); err != nil {
-		return nil, fmt.Errorf("istiod-lite did not listen on %s (log in %s): %w", grpcAddr, logf.Name(), err)
-	}
+	pid := srv.Pid
+	grpcAddr := srv.GRPCAddr
 
 	res := &Result{Clients: cfg.Clients}
 	clients := make([]*client, cfg.Clients)
@@ -181,15 +144,16 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	waitResources(clients)
 	res.ResourcesPerProxy = clients[0].resourceCount()
 
-	selfBefore, _ := cpuSeconds(os.Getpid())
-	cpuBefore, err := cpuSeconds(pid)
+	selfBefore, _ := harness.CPUSeconds(os.Getpid())
+	cpuBefore, err := harness.CPUSeconds(pid)
 	if err != nil {
 		return nil, err
 	}
+	readsBefore, writesBefore, ioErr := harness.IOCalls(pid)
 	profDone := make(chan error, 1)
 	if cfg.Profile != "" {
 		go func() {
-			profDone <- fetchProfile(ctx, "http://"+httpAddr+"/debug/pprof/profile?seconds=5", cfg.Profile)
+			profDone <- srv.FetchProfile(ctx, "/debug/pprof/profile?seconds=5", cfg.Profile)
 		}()
 	} else {
 		profDone <- nil
@@ -201,7 +165,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			fmt.Fprintf(os.Stderr, "edit %d: min %s p50 %s max %s\n", e-1, percentile(prev, 0), percentile(prev, .5), percentile(prev, 1))
 		}
 		t0 := time.Now()
-		if err := writeVS(meshDir, e); err != nil {
+		if err := harness.WriteVS(meshDir, e); err != nil {
 			return nil, err
 		}
 		for i, c := range clients {
@@ -218,32 +182,36 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			}
 		}
 	}
-	cpuAfter, err := cpuSeconds(pid)
+	cpuAfter, err := harness.CPUSeconds(pid)
 	if err != nil {
 		return nil, err
 	}
 	res.PushCPUSeconds = cpuAfter - cpuBefore
-	selfAfter, _ := cpuSeconds(os.Getpid())
+	if reads, writes, err := harness.IOCalls(pid); err == nil && ioErr == nil {
+		res.Edits, res.ReadCalls, res.WriteCalls = cfg.Edits, reads-readsBefore, writes-writesBefore
+	}
+	selfAfter, _ := harness.CPUSeconds(os.Getpid())
 	res.ClientCPUSeconds = selfAfter - selfBefore
 	if err := <-profDone; err != nil {
 		return nil, err
 	}
 	res.CPUSeconds = cpuAfter
 	if cfg.HeapProfile != "" {
-		if err := fetchProfile(ctx, "http://"+httpAddr+"/debug/pprof/heap", cfg.HeapProfile); err != nil {
-			return nil, err
-		}
-		if err := fetchProfile(ctx, "http://"+httpAddr+"/debug/pprof/heap?debug=1", cfg.HeapProfile+".txt"); err != nil {
-			return nil, err
-		}
-		if err := fetchProfile(ctx, "http://"+httpAddr+"/debug/pprof/goroutine?debug=1", cfg.HeapProfile+".goroutines.txt"); err != nil {
-			return nil, err
+		for path, file := range map[string]string{
+			"/debug/pprof/heap":              cfg.HeapProfile,
+			"/debug/pprof/heap?debug=1":      cfg.HeapProfile + ".txt",
+			"/debug/pprof/goroutine?debug=1": cfg.HeapProfile + ".goroutines.txt",
+		} {
+			if err := srv.FetchProfile(ctx, path, file); err != nil {
+				return nil, err
+			}
 		}
 	}
-	res.RSSBytes, res.PeakRSSBytes, err = rss(pid)
-	if err != nil {
+	res.LoadAvg = harness.LoadAvg()
+	if res.Mem, err = harness.Memory(pid); err != nil {
 		return nil, err
 	}
+	res.RSSBytes, res.PeakRSSBytes = res.Mem.RSS, res.Mem.Peak
 	return res, nil
 }
 
@@ -350,82 +318,4 @@ func (c *client) run(ctx context.Context, addr string) error {
 			}
 		}
 	}
-}
-
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
-}
-
-func waitTCP(ctx context.Context, addr string, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		conn, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			conn.Close()
-			return nil
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			return err
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// cpuSeconds reads utime+stime of a process from /proc (clock ticks of 1/100 s on Linux).
-func cpuSeconds(pid int) (float64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	s := string(b)
-	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	ut, _ := strconv.ParseFloat(fields[11], 64)
-	st, _ := strconv.ParseFloat(fields[12], 64)
-	return (ut + st) / 100, nil
-}
-
-func rss(pid int) (cur, peak int64, err error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, 0, err
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 2 {
-			continue
-		}
-		kb, _ := strconv.ParseInt(f[1], 10, 64)
-		switch f[0] {
-		case "VmRSS:":
-			cur = kb << 10
-		case "VmHWM:":
-			peak = kb << 10
-		}
-	}
-	return cur, peak, nil
-}
-
-// fetchProfile saves a profile istiod-lite serves on its debug port.
-func fetchProfile(ctx context.Context, url, path string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("fetching CPU profile: %w", err)
-	}
-	defer resp.Body.Close()
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	_, err = io.Copy(f, resp.Body)
-	return err
 }

@@ -36,18 +36,3 @@ func BenchmarkXDSLoad(b *testing.B) {
 	b.ReportMetric(float64(res.RSSBytes)/(1<<20), "rss-MiB")
 	b.ReportMetric(float64(res.Clients), "clients")
 }
-
-func TestPercentile(t *testing.T) {
-	var d []time.Duration
-	for i := 1; i <= 100; i++ {
-		d = append(d, time.Duration(i)*time.Millisecond)
-	}
-	for _, tc := range []struct {
-		p    float64
-		want time.Duration
-	}{{.5, 50 * time.Millisecond}, {.99, 99 * time.Millisecond}, {1, 100 * time.Millisecond}} {
-		if got := percentile(d, tc.p); got != tc.want {
-			t.Errorf("p%.0f = %s, want %s", tc.p*100, got, tc.want)
-		}
-	}
-}

@@ -1,4 +1,4 @@
-package main
+package harness
 
 import (
 	"fmt"
@@ -7,8 +7,15 @@ import (
 	"strings"
 )
 
-// writeMesh writes greeter (two versions, subsets) and n more services with two endpoints each.
-func writeMesh(dir string, n int) error {
+// Greeter is the service whose VirtualService the load programs edit.
+const (
+	GreeterHost = "greeter.demo.svc.cluster.local"
+	GreeterPort = 7070
+)
+
+// WriteMesh writes greeter (two versions, subsets) and n more services with
+// two endpoints each into dir/mesh.yaml.
+func WriteMesh(dir string, n int) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
@@ -62,9 +69,10 @@ spec: {address: 10.201.%[1]d.2, labels: {app: svc-%[1]d}, serviceAccount: svc-%[
 	return os.WriteFile(filepath.Join(dir, "mesh.yaml"), []byte(b.String()), 0o644)
 }
 
-// writeVS replaces the VirtualService file the way an editor does (write a
-// temporary file, rename it over the old one); edit e shifts the weights.
-func writeVS(dir string, e int) error {
+// WriteVS replaces the greeter VirtualService file the way an editor does
+// (write a temporary file, rename it over the old one); edit e shifts the
+// v1/v2 weights by 10 points per edit, so consecutive edits always differ.
+func WriteVS(dir string, e int) error {
 	w := 100 - (e%10)*10
 	vs := fmt.Sprintf(`apiVersion: networking.istio.io/v1
 kind: VirtualService
