@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -22,51 +23,57 @@ const (
 // server trusts istiod-lite without a pre-provisioned certificate. Missing
 // configurations are skipped: the webhooks are optional.
 func PatchCABundle(ctx context.Context, client kubernetes.Interface, bundle []byte, validating, mutating string) error {
-	if validating != "" {
-		api := client.AdmissionregistrationV1().ValidatingWebhookConfigurations()
-		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-			cfg, err := api.Get(ctx, validating, metav1.GetOptions{})
-			if err != nil {
-				return err
+	v := client.AdmissionregistrationV1().ValidatingWebhookConfigurations()
+	if err := patchOne(ctx, "ValidatingWebhookConfiguration", validating, bundle, v.Get, v.Update,
+		func(c *admissionregistrationv1.ValidatingWebhookConfiguration) []*admissionregistrationv1.WebhookClientConfig {
+			out := make([]*admissionregistrationv1.WebhookClientConfig, len(c.Webhooks))
+			for i := range c.Webhooks {
+				out[i] = &c.Webhooks[i].ClientConfig
 			}
-			changed := false
-			for i := range cfg.Webhooks {
-				if !bytes.Equal(cfg.Webhooks[i].ClientConfig.CABundle, bundle) {
-					cfg.Webhooks[i].ClientConfig.CABundle, changed = bundle, true
-				}
-			}
-			if !changed {
-				return nil
-			}
-			_, err = api.Update(ctx, cfg, metav1.UpdateOptions{})
-			return err
-		})
-		if err != nil && !apierrors.IsNotFound(err) {
-			return fmt.Errorf("patching the CA bundle of ValidatingWebhookConfiguration %s: %w (istiod-lite needs get/update on it: deploy/kubernetes/rbac.yaml)", validating, err)
-		}
+			return out
+		}); err != nil {
+		return err
 	}
-	if mutating != "" {
-		api := client.AdmissionregistrationV1().MutatingWebhookConfigurations()
-		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-			cfg, err := api.Get(ctx, mutating, metav1.GetOptions{})
-			if err != nil {
-				return err
+	m := client.AdmissionregistrationV1().MutatingWebhookConfigurations()
+	return patchOne(ctx, "MutatingWebhookConfiguration", mutating, bundle, m.Get, m.Update,
+		func(c *admissionregistrationv1.MutatingWebhookConfiguration) []*admissionregistrationv1.WebhookClientConfig {
+			out := make([]*admissionregistrationv1.WebhookClientConfig, len(c.Webhooks))
+			for i := range c.Webhooks {
+				out[i] = &c.Webhooks[i].ClientConfig
 			}
-			changed := false
-			for i := range cfg.Webhooks {
-				if !bytes.Equal(cfg.Webhooks[i].ClientConfig.CABundle, bundle) {
-					cfg.Webhooks[i].ClientConfig.CABundle, changed = bundle, true
-				}
-			}
-			if !changed {
-				return nil
-			}
-			_, err = api.Update(ctx, cfg, metav1.UpdateOptions{})
-			return err
+			return out
 		})
-		if err != nil && !apierrors.IsNotFound(err) {
-			return fmt.Errorf("patching the CA bundle of MutatingWebhookConfiguration %s: %w (istiod-lite needs get/update on it: deploy/kubernetes/rbac.yaml)", mutating, err)
+}
+
+// patchOne sets bundle on every webhook of one configuration (of either
+// kind), updating it only when something changed; a missing one is skipped.
+func patchOne[T any](ctx context.Context, kind, name string, bundle []byte,
+	get func(context.Context, string, metav1.GetOptions) (T, error),
+	update func(context.Context, T, metav1.UpdateOptions) (T, error),
+	clientConfigs func(T) []*admissionregistrationv1.WebhookClientConfig,
+) error {
+	if name == "" {
+		return nil
+	}
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		cfg, err := get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return err
 		}
+		changed := false
+		for _, cc := range clientConfigs(cfg) {
+			if !bytes.Equal(cc.CABundle, bundle) {
+				cc.CABundle, changed = bundle, true
+			}
+		}
+		if !changed {
+			return nil
+		}
+		_, err = update(ctx, cfg, metav1.UpdateOptions{})
+		return err
+	})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("patching the CA bundle of %s %s: %w (istiod-lite needs get/update on it: deploy/kubernetes/rbac.yaml)", kind, name, err)
 	}
 	return nil
 }
