@@ -43,57 +43,20 @@ type pendingDelta struct {
 }
 
 func (s *deltaSession) runUpstream(ctx context.Context, conn *grpc.ClientConn, reqs <-chan *discovery.DeltaDiscoveryRequest, downRecvErr <-chan error) (error, error) {
-	uctx, cancel := context.WithCancel(ctx)
-	up, err := discovery.NewAggregatedDiscoveryServiceClient(conn).DeltaAggregatedResources(uctx)
-	if err != nil {
-		cancel()
-		return nil, err
-	}
-	s.p.metrics.upstreamConnects.Inc()
-	s.setConnected(true)
-	defer s.setConnected(false)
+	return pumpUpstream[*discovery.DeltaDiscoveryRequest, *discovery.DeltaDiscoveryResponse](ctx, s.p, conn, s, reqs, downRecvErr)
+}
 
-	upErr := make(chan error, 1)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			resp, err := up.Recv()
-			if err != nil {
-				upErr <- err
-				return
-			}
-			s.onResponse(resp)
-			if err := s.down.Send(resp); err != nil {
-				upErr <- errDownstream{err}
-				return
-			}
-		}
-	}()
-	defer func() { cancel(); <-done }()
+func (s *deltaSession) openUpstream(ctx context.Context, conn *grpc.ClientConn) (upstreamStream[*discovery.DeltaDiscoveryRequest, *discovery.DeltaDiscoveryResponse], error) {
+	return discovery.NewAggregatedDiscoveryServiceClient(conn).DeltaAggregatedResources(ctx)
+}
 
-	for _, r := range s.replay() {
-		if up.Send(r) != nil {
-			break // the receive side reports why
-		}
-	}
-	for {
-		select {
-		case r := <-reqs:
-			if fwd := s.onRequest(r, true); fwd != nil {
-				_ = up.Send(fwd)
-			}
-		case err := <-upErr:
-			if d, ok := err.(errDownstream); ok {
-				return d, nil
-			}
-			return nil, err
-		case err := <-downRecvErr:
-			return err, nil
-		case <-ctx.Done():
-			return ctx.Err(), nil
-		}
-	}
+func (s *deltaSession) sendDownstream(resp *discovery.DeltaDiscoveryResponse) error {
+	return s.down.Send(resp)
+}
+
+func (s *deltaSession) forward(r *discovery.DeltaDiscoveryRequest) (*discovery.DeltaDiscoveryRequest, bool) {
+	fwd := s.onRequest(r, true)
+	return fwd, fwd != nil
 }
 
 func (s *deltaSession) observe(r *discovery.DeltaDiscoveryRequest) { s.onRequest(r, false) }

@@ -41,57 +41,20 @@ func (s *sotwSession) typ(url string) *sotwType {
 }
 
 func (s *sotwSession) runUpstream(ctx context.Context, conn *grpc.ClientConn, reqs <-chan *discovery.DiscoveryRequest, downRecvErr <-chan error) (error, error) {
-	uctx, cancel := context.WithCancel(ctx)
-	up, err := discovery.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(uctx)
-	if err != nil {
-		cancel()
-		return nil, err
-	}
-	s.p.metrics.upstreamConnects.Inc()
-	s.setConnected(true)
-	defer s.setConnected(false)
+	return pumpUpstream[*discovery.DiscoveryRequest, *discovery.DiscoveryResponse](ctx, s.p, conn, s, reqs, downRecvErr)
+}
 
-	upErr := make(chan error, 1)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			resp, err := up.Recv()
-			if err != nil {
-				upErr <- err
-				return
-			}
-			s.onResponse(resp)
-			if err := s.down.Send(resp); err != nil {
-				upErr <- errDownstream{err}
-				return
-			}
-		}
-	}()
-	defer func() { cancel(); <-done }()
+func (s *sotwSession) openUpstream(ctx context.Context, conn *grpc.ClientConn) (upstreamStream[*discovery.DiscoveryRequest, *discovery.DiscoveryResponse], error) {
+	return discovery.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
+}
 
-	for _, r := range s.replay() {
-		if up.Send(r) != nil {
-			break // the receive side reports why
-		}
-	}
-	for {
-		select {
-		case r := <-reqs:
-			if fwd := s.onRequest(r, true); fwd != nil {
-				_ = up.Send(fwd) // on failure the receive side reports why
-			}
-		case err := <-upErr:
-			if d, ok := err.(errDownstream); ok {
-				return d, nil
-			}
-			return nil, err
-		case err := <-downRecvErr:
-			return err, nil
-		case <-ctx.Done():
-			return ctx.Err(), nil
-		}
-	}
+func (s *sotwSession) sendDownstream(resp *discovery.DiscoveryResponse) error {
+	return s.down.Send(resp)
+}
+
+func (s *sotwSession) forward(r *discovery.DiscoveryRequest) (*discovery.DiscoveryRequest, bool) {
+	fwd := s.onRequest(r, true)
+	return fwd, fwd != nil
 }
 
 func (s *sotwSession) observe(r *discovery.DiscoveryRequest) { s.onRequest(r, false) }
