@@ -11,6 +11,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/meshlite/meshlite/sds/secret"
 )
 
 // KeyType names the algorithm and size of a CA key.
@@ -130,34 +132,17 @@ func samePublicKey(a, b crypto.PublicKey) bool {
 	return ok && ak.Equal(b)
 }
 
-// EncodeCertPEM renders DER certificates as concatenated PEM blocks.
-func EncodeCertPEM(certs ...*x509.Certificate) []byte {
-	var out []byte
-	for _, c := range certs {
-		out = append(out, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
-	}
-	return out
-}
+// EncodeCertPEM renders certificates as concatenated PEM blocks.
+func EncodeCertPEM(certs ...*x509.Certificate) []byte { return secret.EncodeCertificates(certs) }
 
-// ParseCertsPEM reads every CERTIFICATE block in data, ignoring other blocks.
+// ParseCertsPEM reads every CERTIFICATE block in data, ignoring other blocks;
+// data without one gives no certificates and no error (an optional file).
 func ParseCertsPEM(data []byte) ([]*x509.Certificate, error) {
-	var certs []*x509.Certificate
-	for rest := data; ; {
-		var b *pem.Block
-		b, rest = pem.Decode(rest)
-		if b == nil {
-			break
-		}
-		if b.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(b.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("certificate %d: %w", len(certs)+1, err)
-		}
-		certs = append(certs, c)
+	certs, err := secret.ParseCertificates(data)
+	if errors.Is(err, secret.ErrNoCertificate) {
+		return nil, nil
 	}
-	return certs, nil
+	return certs, err
 }
 
 func (k KeyType) matches(pub crypto.PublicKey) bool {

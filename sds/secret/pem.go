@@ -13,6 +13,9 @@ import (
 	"fmt"
 )
 
+// ErrNoCertificate is ParseCertificates' error for data with no CERTIFICATE block.
+var ErrNoCertificate = errors.New("no PEM CERTIFICATE block found")
+
 // ParseCertificates reads every CERTIFICATE block of a PEM file.
 func ParseCertificates(data []byte) ([]*x509.Certificate, error) {
 	var out []*x509.Certificate
@@ -32,7 +35,7 @@ func ParseCertificates(data []byte) ([]*x509.Certificate, error) {
 		out = append(out, c)
 	}
 	if len(out) == 0 {
-		return nil, errors.New("no PEM CERTIFICATE block found")
+		return nil, ErrNoCertificate
 	}
 	return out, nil
 }
