@@ -188,10 +188,14 @@ func (r *Registry) Run(ctx context.Context) error {
 			d.trigger()
 		case <-d.C():
 			d.fired()
-			_ = r.reload() // rejections are logged and counted inside
+			// Watch new directories before reading them: a file changed after
+			// the read must raise an event, or it would go unseen until some
+			// unrelated change (a file removed just after a reload was lost
+			// this way when the watch came second).
 			if err := r.syncWatches(w); err != nil {
 				r.log.Warn("cannot watch config directory", "dir", r.opts.Dir, "error", err)
 			}
+			_ = r.reload() // rejections are logged and counted inside
 		}
 	}
 }
