@@ -15,13 +15,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/clock"
 
 	"github.com/meshlite/meshlite/istiod-lite/ca"
 	"github.com/meshlite/meshlite/istiod-lite/ca/authn"
 	"github.com/meshlite/meshlite/istiod-lite/config"
 	"github.com/meshlite/meshlite/istiod-lite/debug"
+	"github.com/meshlite/meshlite/istiod-lite/kubeclient"
 	"github.com/meshlite/meshlite/istiod-lite/model"
 	"github.com/meshlite/meshlite/istiod-lite/registry/aggregate"
 	"github.com/meshlite/meshlite/istiod-lite/registry/file"
@@ -137,7 +137,7 @@ func Run(ctx context.Context, o *Options, log *slog.Logger) error {
 
 // kubeClients is the Kubernetes side, when --registries names it.
 type kubeClients struct {
-	client kubernetes.Interface
+	client *kubeclient.Clients
 	reg    *kube.Registry
 }
 
@@ -147,11 +147,11 @@ func (o *Options) registries(ctx context.Context, g *errgroup.Group, metrics pro
 	var k *kubeClients
 	if o.uses(RegistryKubernetes) {
 		kube.RouteKlog(log)
-		_, kc, ic, err := o.Kube.Clients()
+		kc, err := o.Kube.Clients()
 		if err != nil {
 			return nil, nil, &ConfigError{err}
 		}
-		kreg, err := kube.New(kube.Options{Client: kc, Istio: ic, Mesh: o.Config.Mesh, Resync: o.Kube.Resync, Config: o.Config, Logger: log})
+		kreg, err := kube.New(kube.Options{Client: kc, Mesh: o.Config.Mesh, Resync: o.Kube.Resync, Config: o.Config, Logger: log})
 		if err != nil {
 			return nil, nil, err
 		}
@@ -197,13 +197,13 @@ func (o *Options) certificateAuthority(ctx context.Context, g *errgroup.Group, k
 				if err != nil {
 					return nil, nil, err
 				}
-				file, issuer, err := authn.FetchIssuerJWKS(ctx, k.client.CoreV1().RESTClient(), dir)
+				file, issuer, err := authn.FetchIssuerJWKS(ctx, k.client.REST, dir)
 				if err != nil {
 					return nil, nil, err
 				}
 				o.CA.JWKSFile, o.CA.JWTIssuer = file, issuer
 				g.Go(func() error {
-					authn.KeepIssuerJWKS(ctx, k.client.CoreV1().RESTClient(), dir, 10*time.Minute, clock.RealClock{}, log)
+					authn.KeepIssuerJWKS(ctx, k.client.REST, dir, 10*time.Minute, clock.RealClock{}, log)
 					return nil
 				})
 			}

@@ -8,8 +8,9 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/util/retry"
+
+	"github.com/meshlite/meshlite/istiod-lite/kubeclient"
 )
 
 // Names of the webhook configurations in deploy/kubernetes/webhooks.yaml.
@@ -22,8 +23,8 @@ const (
 // certificate) into every webhook of the named configurations, so the API
 // server trusts istiod-lite without a pre-provisioned certificate. Missing
 // configurations are skipped: the webhooks are optional.
-func PatchCABundle(ctx context.Context, client kubernetes.Interface, bundle []byte, validating, mutating string) error {
-	v := client.AdmissionregistrationV1().ValidatingWebhookConfigurations()
+func PatchCABundle(ctx context.Context, client *kubeclient.Clients, bundle []byte, validating, mutating string) error {
+	v := client.ValidatingWebhookConfigurations()
 	if err := patchOne(ctx, "ValidatingWebhookConfiguration", validating, bundle, v.Get, v.Update,
 		func(c *admissionregistrationv1.ValidatingWebhookConfiguration) []*admissionregistrationv1.WebhookClientConfig {
 			out := make([]*admissionregistrationv1.WebhookClientConfig, len(c.Webhooks))
@@ -34,7 +35,7 @@ func PatchCABundle(ctx context.Context, client kubernetes.Interface, bundle []by
 		}); err != nil {
 		return err
 	}
-	m := client.AdmissionregistrationV1().MutatingWebhookConfigurations()
+	m := client.MutatingWebhookConfigurations()
 	return patchOne(ctx, "MutatingWebhookConfiguration", mutating, bundle, m.Get, m.Update,
 		func(c *admissionregistrationv1.MutatingWebhookConfiguration) []*admissionregistrationv1.WebhookClientConfig {
 			out := make([]*admissionregistrationv1.WebhookClientConfig, len(c.Webhooks))

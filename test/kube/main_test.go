@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshlite/meshlite/istiod-lite/kubeclient"
 	istioclient "istio.io/client-go/pkg/clientset/versioned"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -33,6 +34,9 @@ var (
 	cluster    *Cluster
 	skipReason string
 	istio      istioclient.Interface
+	// clients are istiod-lite's own clients of the cluster (kubeclient), as
+	// admin.
+	clients *kubeclient.Clients
 )
 
 func TestMain(m *testing.M) {
@@ -59,6 +63,10 @@ func run(m *testing.M) int {
 	defer c.Stop()
 	cluster = c
 	if istio, err = istioclient.NewForConfig(c.Config); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if clients, err = kubeclient.New(c.Config); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}

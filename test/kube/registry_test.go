@@ -16,14 +16,13 @@ import (
 	"google.golang.org/grpc/xds"
 	networking "istio.io/api/networking/v1alpha3"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
-	istioclient "istio.io/client-go/pkg/clientset/versioned"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"github.com/meshlite/meshlite/istiod-lite/kubeclient"
 	"github.com/meshlite/meshlite/istiod-lite/registry/kube"
 	"github.com/meshlite/meshlite/istiod-lite/server"
 	"github.com/meshlite/meshlite/test/netns"
@@ -61,15 +60,11 @@ func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard
 // plaintext loopback port, as `istiod-lite discovery --registries Kubernetes` would.
 func startIstiod(t *testing.T, cfg *rest.Config) (*kube.Registry, string) {
 	t.Helper()
-	kc, err := kubernetes.NewForConfig(cfg)
+	kc, err := kubeclient.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ic, err := istioclient.NewForConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg, err := kube.New(kube.Options{Client: kc, Istio: ic, Debounce: 20 * time.Millisecond, ProbeInterval: 100 * time.Millisecond, Logger: quietLogger()})
+	reg, err := kube.New(kube.Options{Client: kc, Debounce: 20 * time.Millisecond, ProbeInterval: 100 * time.Millisecond, Logger: quietLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}

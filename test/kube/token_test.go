@@ -36,6 +36,7 @@ import (
 	"github.com/meshlite/meshlite/istiod-lite/ca"
 	"github.com/meshlite/meshlite/istiod-lite/ca/authn"
 	"github.com/meshlite/meshlite/istiod-lite/config"
+	"github.com/meshlite/meshlite/istiod-lite/kubeclient"
 )
 
 func mustJSON(t *testing.T, v any) []byte {
@@ -103,7 +104,7 @@ func TestTokenRequestTokenGetsOwnCertificate(t *testing.T) {
 	}
 	pods := cluster.Client.CoreV1()
 	tr, err := authn.NewTokenReview(authn.TokenReviewOptions{
-		Client: cluster.Client, Logger: quietLogger(),
+		Client: clients, Logger: quietLogger(),
 		Pods: func(ns, name, uid string) bool {
 			p, err := pods.Pods(ns).Get(ctx, name, metav1.GetOptions{})
 			return err == nil && string(p.UID) == uid
@@ -181,7 +182,7 @@ func TestTokenRequestTokenGetsOwnCertificate(t *testing.T) {
 	// Without istiod-lite's cache, the API server refuses it too, once its own
 	// authentication cache (10 s for successes) has expired.
 	eventually(t, 30*time.Second, "the API server refuses the token of a deleted pod", func() error {
-		fresh, _ := authn.NewTokenReview(authn.TokenReviewOptions{Client: cluster.Client, Logger: quietLogger()})
+		fresh, _ := authn.NewTokenReview(authn.TokenReviewOptions{Client: clients, Logger: quietLogger()})
 		if _, err := fresh.Authenticate(metadata.NewIncomingContext(ctx, metadata.Pairs("authorization", "Bearer "+token))); err == nil {
 			return errors.New("TokenReview still accepts it")
 		}
@@ -260,7 +261,7 @@ func TestRBACManifestSuffices(t *testing.T) {
 	cfg.BearerToken = mintToken(t, "istio-system", "istiod-lite", nil, nil)
 	reg, _ := startIstiod(t, cfg) // fails unless every informer may list and watch
 
-	sa, err := kubernetes.NewForConfig(cfg)
+	sa, err := kubeclient.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -273,7 +274,11 @@ func TestRBACManifestSuffices(t *testing.T) {
 		t.Errorf("identity = %+v", id)
 	}
 	// Not granted: writing pods.
-	if _, err := sa.CoreV1().Pods("istio-system").Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "x"},
+	saKube, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := saKube.CoreV1().Pods("istio-system").Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "x"},
 		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "x", Image: "x"}}}}, metav1.CreateOptions{}); !apierrors.IsForbidden(err) {
 		t.Errorf("istiod-lite created a pod (err %v); the ClusterRole grants more than it should", err)
 	}

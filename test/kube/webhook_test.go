@@ -83,7 +83,7 @@ func startWebhooks(t *testing.T) {
 			t.Cleanup(func() { _ = adm.MutatingWebhookConfigurations().Delete(ctx, cfg.Name, metav1.DeleteOptions{}) })
 		}
 	}
-	if err := webhook.PatchCABundle(ctx, cluster.Client, authority.TrustBundlePEM(), webhook.ValidatingConfigName, webhook.MutatingConfigName); err != nil {
+	if err := webhook.PatchCABundle(ctx, clients, authority.TrustBundlePEM(), webhook.ValidatingConfigName, webhook.MutatingConfigName); err != nil {
 		t.Fatal(err)
 	}
 	v, err := adm.ValidatingWebhookConfigurations().Get(ctx, webhook.ValidatingConfigName, metav1.GetOptions{})

@@ -18,11 +18,11 @@ import (
 	authenticationv1 "k8s.io/api/authentication/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/clock"
 
+	"github.com/meshlite/meshlite/istiod-lite/kubeclient"
 	"github.com/meshlite/meshlite/sds/spiffe"
 )
 
@@ -56,7 +56,7 @@ func PodListerChecker(l corelisters.PodLister) PodChecker {
 type TokenReviewOptions struct {
 	// Client creates TokenReviews; istiod-lite's service account needs
 	// "create tokenreviews" (deploy/kubernetes/rbac.yaml). Required.
-	Client kubernetes.Interface
+	Client *kubeclient.Clients
 	// Audiences the token must be minted for. Default [istio-ca].
 	Audiences []string
 	// TrustDomain of the identities returned; default cluster.local.
@@ -128,7 +128,7 @@ func (t *TokenReview) Authenticate(ctx context.Context) (spiffe.Identity, error)
 
 func (t *TokenReview) review(ctx context.Context, token string, now time.Time) (tokenEntry, error) {
 	tr := &authenticationv1.TokenReview{Spec: authenticationv1.TokenReviewSpec{Token: token, Audiences: t.opts.Audiences}}
-	res, err := t.opts.Client.AuthenticationV1().TokenReviews().Create(ctx, tr, metav1.CreateOptions{})
+	res, err := t.opts.Client.TokenReviews().Create(ctx, tr, metav1.CreateOptions{})
 	switch {
 	case apierrors.IsForbidden(err):
 		return tokenEntry{}, fmt.Errorf("istiod-lite may not create TokenReviews (%w); grant it the RBAC in deploy/kubernetes/rbac.yaml", err)

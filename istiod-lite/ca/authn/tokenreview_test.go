@@ -17,11 +17,13 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/rest"
 	k8stesting "k8s.io/client-go/testing"
 	clocktesting "k8s.io/utils/clock/testing"
+
+	"github.com/meshlite/meshlite/istiod-lite/kubeclient"
+	"github.com/meshlite/meshlite/istiod-lite/kubeclient/kubeclienttest"
 )
 
 // fakeReviewer answers TokenReviews from a table of token -> status.
@@ -76,7 +78,7 @@ func TestTokenReviewIdentityAndCache(t *testing.T) {
 	}}
 	pods := map[string]string{"demo/greeter-1": "uid-1"}
 	tr, err := NewTokenReview(TokenReviewOptions{
-		Client: f.client(), Clock: clk,
+		Client: kubeclienttest.FromClientsets(f.client(), nil), Clock: clk,
 		Pods: func(ns, name, uid string) bool { return pods[ns+"/"+name] == uid },
 	})
 	if err != nil {
@@ -124,7 +126,7 @@ func TestTokenReviewIdentityAndCache(t *testing.T) {
 
 func TestTokenReviewAPIErrors(t *testing.T) {
 	f := &fakeReviewer{err: apierrors.NewForbidden(schema.GroupResource{Group: "authentication.k8s.io", Resource: "tokenreviews"}, "", errors.New("denied"))}
-	tr, _ := NewTokenReview(TokenReviewOptions{Client: f.client()})
+	tr, _ := NewTokenReview(TokenReviewOptions{Client: kubeclienttest.FromClientsets(f.client(), nil)})
 	if _, err := tr.Authenticate(withBearer("x")); err == nil || !strings.Contains(err.Error(), "rbac.yaml") {
 		t.Errorf("forbidden: err = %v, want a pointer to the RBAC manifest", err)
 	}
@@ -157,11 +159,11 @@ func TestFetchIssuerJWKS(t *testing.T) {
 		}
 	}))
 	defer srv.Close()
-	cs, err := kubernetes.NewForConfig(&rest.Config{Host: srv.URL})
+	cs, err := kubeclient.New(&rest.Config{Host: srv.URL})
 	if err != nil {
 		t.Fatal(err)
 	}
-	file, issuer, err := FetchIssuerJWKS(context.Background(), cs.CoreV1().RESTClient(), t.TempDir())
+	file, issuer, err := FetchIssuerJWKS(context.Background(), cs.REST, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,10 +6,10 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
-	istioclient "istio.io/client-go/pkg/clientset/versioned"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/meshlite/meshlite/istiod-lite/kubeclient"
 )
 
 // Token authentication modes of --tokenAuth.
@@ -50,7 +50,7 @@ func (f *Flags) Validate() error {
 
 // Clients connects to the cluster named by --kubeconfig, or the one the pod
 // runs in.
-func (f *Flags) Clients() (*rest.Config, kubernetes.Interface, istioclient.Interface, error) {
+func (f *Flags) Clients() (*kubeclient.Clients, error) {
 	var (
 		cfg *rest.Config
 		err error
@@ -58,22 +58,18 @@ func (f *Flags) Clients() (*rest.Config, kubernetes.Interface, istioclient.Inter
 	if f.Kubeconfig != "" {
 		cfg, err = clientcmd.BuildConfigFromFlags("", f.Kubeconfig)
 		if err != nil {
-			return nil, nil, nil, fmt.Errorf("reading --kubeconfig %s: %w", f.Kubeconfig, err)
+			return nil, fmt.Errorf("reading --kubeconfig %s: %w", f.Kubeconfig, err)
 		}
 	} else {
 		cfg, err = rest.InClusterConfig()
 		if err != nil {
-			return nil, nil, nil, fmt.Errorf("no --kubeconfig and not running in a pod (%w); pass --kubeconfig", err)
+			return nil, fmt.Errorf("no --kubeconfig and not running in a pod (%w); pass --kubeconfig", err)
 		}
 	}
 	cfg.UserAgent = "istiod-lite"
-	kc, err := kubernetes.NewForConfig(cfg)
+	c, err := kubeclient.New(cfg)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("kubernetes client: %w", err)
+		return nil, fmt.Errorf("kubernetes client: %w", err)
 	}
-	ic, err := istioclient.NewForConfig(cfg)
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("istio client: %w", err)
-	}
-	return cfg, kc, ic, nil
+	return c, nil
 }

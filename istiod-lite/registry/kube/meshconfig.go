@@ -3,10 +3,12 @@ package kube
 import (
 	"google.golang.org/protobuf/proto"
 	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	kubeinformers "k8s.io/client-go/informers"
+	corelisters "k8s.io/client-go/listers/core/v1"
 
 	"github.com/meshlite/meshlite/istiod-lite/config"
+	"github.com/meshlite/meshlite/istiod-lite/kubeclient"
 )
 
 // Istio's mesh ConfigMap: key "mesh" of ConfigMap "istio" in the system namespace.
@@ -19,12 +21,9 @@ const (
 // editing it (discoverySelectors, trust domain, ...) takes effect without a
 // restart, as in Istio.
 func (r *Registry) watchMeshConfigMap() {
-	f := kubeinformers.NewSharedInformerFactoryWithOptions(r.opts.Client, r.opts.Resync,
-		kubeinformers.WithNamespace(r.opts.SystemNamespace),
-		kubeinformers.WithTweakListOptions(func(o *metav1.ListOptions) { o.FieldSelector = "metadata.name=" + r.opts.MeshConfigMap }))
-	r.meshFactory = f
-	r.listers.meshCM = f.Core().V1().ConfigMaps().Lister()
-	r.add(f.Core().V1().ConfigMaps().Informer())
+	inf := r.informer(kubeclient.NewInformer(r.opts.Client.ConfigMaps(r.opts.SystemNamespace), &corev1.ConfigMap{}, r.opts.Resync,
+		func(o *metav1.ListOptions) { o.FieldSelector = "metadata.name=" + r.opts.MeshConfigMap }))
+	r.listers.meshCM = corelisters.NewConfigMapLister(inf.GetIndexer())
 }
 
 // effectiveMesh is Options.Mesh overridden by the mesh ConfigMap. An invalid

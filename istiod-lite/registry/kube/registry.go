@@ -1,6 +1,6 @@
 // Package kube is istiod-lite's Kubernetes registry: client-go shared
 // informers over Services, EndpointSlices, Pods and Namespaces, and the Istio
-// config kinds through istio.io/client-go informers. Every change rebuilds the
+// config kinds (istio.io/client-go types), read through kubeclient. Every change rebuilds the
 // same model.Snapshot the file registry builds, through istiod-lite/config, so
 // both registries validate and translate config identically.
 //
@@ -19,17 +19,20 @@ import (
 	"time"
 
 	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
-	istioclient "istio.io/client-go/pkg/clientset/versioned"
-	istioinformers "istio.io/client-go/pkg/informers/externalversions"
+	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
+	securityv1 "istio.io/client-go/pkg/apis/security/v1"
+	networkinglisters "istio.io/client-go/pkg/listers/networking/v1"
+	securitylisters "istio.io/client-go/pkg/listers/security/v1"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime/schema"
-	kubeinformers "k8s.io/client-go/informers"
-	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
+	discoverylisters "k8s.io/client-go/listers/discovery/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/utils/clock"
 
 	"github.com/meshlite/meshlite/istiod-lite/config"
+	"github.com/meshlite/meshlite/istiod-lite/kubeclient"
 	"github.com/meshlite/meshlite/istiod-lite/model"
 )
 
@@ -42,11 +45,10 @@ const (
 
 // Options configure a Registry.
 type Options struct {
-	// Client reads core and discovery objects. Required.
-	Client kubernetes.Interface
-	// Istio reads the Istio config kinds; nil watches none of them. Kinds whose
-	// CRD is not installed are skipped with a warning.
-	Istio istioclient.Interface
+	// Client reads core, discovery and Istio objects. Required. Istio kinds
+	// whose CRD is not installed (or whose client is nil) are skipped with a
+	// warning.
+	Client *kubeclient.Clients
 	// Mesh is the mesh config: discoverySelectors choose the namespaces
 	// watched, rootNamespace is always included. It is served in snapshots.
 	Mesh *meshv1alpha1.MeshConfig
@@ -72,11 +74,8 @@ type Registry struct {
 	opts Options
 	log  *slog.Logger
 
-	kubeFactory  kubeinformers.SharedInformerFactory
-	meshFactory  kubeinformers.SharedInformerFactory
-	istioFactory istioinformers.SharedInformerFactory
-	listers      listers
-	informers    []cache.SharedIndexInformer
+	listers   listers
+	informers []cache.SharedIndexInformer
 
 	dirty          chan struct{}
 	changes        chan struct{}
@@ -136,17 +135,15 @@ func New(opts Options) (*Registry, error) {
 		namespaceAdded: make(chan struct{}, 1),
 		parsed:         map[string]parsedObject{},
 	}
-	r.kubeFactory = kubeinformers.NewSharedInformerFactoryWithOptions(opts.Client, opts.Resync,
-		kubeinformers.WithTransform(stripManagedFields))
-	r.listers.services = r.kubeFactory.Core().V1().Services().Lister()
-	r.listers.slices = r.kubeFactory.Discovery().V1().EndpointSlices().Lister()
-	r.listers.pods = r.kubeFactory.Core().V1().Pods().Lister()
-	r.listers.namespaces = r.kubeFactory.Core().V1().Namespaces().Lister()
-	r.add(r.kubeFactory.Core().V1().Services().Informer())
-	r.add(r.kubeFactory.Discovery().V1().EndpointSlices().Informer())
-	r.add(r.kubeFactory.Core().V1().Pods().Informer())
-	nsInformer := r.kubeFactory.Core().V1().Namespaces().Informer()
-	r.add(nsInformer)
+	c := opts.Client
+	services := r.informer(kubeclient.NewInformer(c.Services(""), &corev1.Service{}, opts.Resync, nil))
+	slices := r.informer(kubeclient.NewInformer(c.EndpointSlices(""), &discoveryv1.EndpointSlice{}, opts.Resync, nil))
+	pods := r.informer(kubeclient.NewInformer(c.Pods(""), &corev1.Pod{}, opts.Resync, nil))
+	nsInformer := r.informer(kubeclient.NewInformer(c.Namespaces(), &corev1.Namespace{}, opts.Resync, nil))
+	r.listers.services = corelisters.NewServiceLister(services.GetIndexer())
+	r.listers.slices = discoverylisters.NewEndpointSliceLister(slices.GetIndexer())
+	r.listers.pods = corelisters.NewPodLister(pods.GetIndexer())
+	r.listers.namespaces = corelisters.NewNamespaceLister(nsInformer.GetIndexer())
 	// A new namespace needs istio-ca-root-cert before its first pod starts.
 	_, _ = nsInformer.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: func(any) {
@@ -162,7 +159,12 @@ func New(opts Options) (*Registry, error) {
 	return r, nil
 }
 
-func (r *Registry) add(inf cache.SharedIndexInformer) {
+// informer registers inf: its events mark the snapshot dirty, its watch
+// errors mark the registry not ready, and Run starts it.
+func (r *Registry) informer(inf cache.SharedIndexInformer) cache.SharedIndexInformer {
+	// Server-side-apply bookkeeping is often the largest part of an object
+	// and nothing here reads it. Set before the informer starts, as required.
+	_ = inf.SetTransform(stripManagedFields)
 	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(any) { r.markDirty() },
 		UpdateFunc: func(any, any) { r.markDirty() },
@@ -172,6 +174,7 @@ func (r *Registry) add(inf cache.SharedIndexInformer) {
 		r.onWatchError(rf.TypeDescription(), err)
 	})
 	r.informers = append(r.informers, inf)
+	return inf
 }
 
 // onWatchError marks the registry not ready on a failure that is not part of
@@ -188,52 +191,63 @@ func (r *Registry) onWatchError(what string, err error) {
 }
 
 // istioKinds starts informers for the Istio kinds whose CRDs are installed.
-func (r *Registry) istioKinds() {
-	if r.opts.Istio == nil {
-		return
-	}
-	r.istioFactory = istioinformers.NewSharedInformerFactoryWithOptions(r.opts.Istio, r.opts.Resync,
-		istioinformers.WithTransform(stripManagedFields))
-	net := r.istioFactory.Networking().V1()
-	sec := r.istioFactory.Security().V1()
+func (r *Registry) istioKinds(ctx context.Context) {
+	c, resync := r.opts.Client, r.opts.Resync
 	kinds := []struct {
-		gvr   schema.GroupVersionResource
-		setup func()
+		gv, resource string
+		present      bool // the client has this kind
+		setup        func()
 	}{
-		{gvr("networking.istio.io", "virtualservices"), func() { r.listers.vs = net.VirtualServices().Lister(); r.add(net.VirtualServices().Informer()) }},
-		{gvr("networking.istio.io", "destinationrules"), func() { r.listers.dr = net.DestinationRules().Lister(); r.add(net.DestinationRules().Informer()) }},
-		{gvr("networking.istio.io", "gateways"), func() { r.listers.gw = net.Gateways().Lister(); r.add(net.Gateways().Informer()) }},
-		{gvr("networking.istio.io", "sidecars"), func() { r.listers.sc = net.Sidecars().Lister(); r.add(net.Sidecars().Informer()) }},
-		{gvr("networking.istio.io", "serviceentries"), func() { r.listers.se = net.ServiceEntries().Lister(); r.add(net.ServiceEntries().Informer()) }},
-		{gvr("networking.istio.io", "workloadentries"), func() { r.listers.we = net.WorkloadEntries().Lister(); r.add(net.WorkloadEntries().Informer()) }},
-		{gvr("security.istio.io", "peerauthentications"), func() { r.listers.pa = sec.PeerAuthentications().Lister(); r.add(sec.PeerAuthentications().Informer()) }},
-		{gvr("security.istio.io", "authorizationpolicies"), func() {
-			r.listers.ap = sec.AuthorizationPolicies().Lister()
-			r.add(sec.AuthorizationPolicies().Informer())
+		{networkingv1.SchemeGroupVersion.String(), "virtualservices", c.VirtualServices != nil, func() {
+			inf := r.informer(kubeclient.NewInformer(c.VirtualServices(""), &networkingv1.VirtualService{}, resync, nil))
+			r.listers.vs = networkinglisters.NewVirtualServiceLister(inf.GetIndexer())
+		}},
+		{networkingv1.SchemeGroupVersion.String(), "destinationrules", c.DestinationRules != nil, func() {
+			inf := r.informer(kubeclient.NewInformer(c.DestinationRules(""), &networkingv1.DestinationRule{}, resync, nil))
+			r.listers.dr = networkinglisters.NewDestinationRuleLister(inf.GetIndexer())
+		}},
+		{networkingv1.SchemeGroupVersion.String(), "gateways", c.Gateways != nil, func() {
+			inf := r.informer(kubeclient.NewInformer(c.Gateways(""), &networkingv1.Gateway{}, resync, nil))
+			r.listers.gw = networkinglisters.NewGatewayLister(inf.GetIndexer())
+		}},
+		{networkingv1.SchemeGroupVersion.String(), "sidecars", c.Sidecars != nil, func() {
+			inf := r.informer(kubeclient.NewInformer(c.Sidecars(""), &networkingv1.Sidecar{}, resync, nil))
+			r.listers.sc = networkinglisters.NewSidecarLister(inf.GetIndexer())
+		}},
+		{networkingv1.SchemeGroupVersion.String(), "serviceentries", c.ServiceEntries != nil, func() {
+			inf := r.informer(kubeclient.NewInformer(c.ServiceEntries(""), &networkingv1.ServiceEntry{}, resync, nil))
+			r.listers.se = networkinglisters.NewServiceEntryLister(inf.GetIndexer())
+		}},
+		{networkingv1.SchemeGroupVersion.String(), "workloadentries", c.WorkloadEntries != nil, func() {
+			inf := r.informer(kubeclient.NewInformer(c.WorkloadEntries(""), &networkingv1.WorkloadEntry{}, resync, nil))
+			r.listers.we = networkinglisters.NewWorkloadEntryLister(inf.GetIndexer())
+		}},
+		{securityv1.SchemeGroupVersion.String(), "peerauthentications", c.PeerAuthentications != nil, func() {
+			inf := r.informer(kubeclient.NewInformer(c.PeerAuthentications(""), &securityv1.PeerAuthentication{}, resync, nil))
+			r.listers.pa = securitylisters.NewPeerAuthenticationLister(inf.GetIndexer())
+		}},
+		{securityv1.SchemeGroupVersion.String(), "authorizationpolicies", c.AuthorizationPolicies != nil, func() {
+			inf := r.informer(kubeclient.NewInformer(c.AuthorizationPolicies(""), &securityv1.AuthorizationPolicy{}, resync, nil))
+			r.listers.ap = securitylisters.NewAuthorizationPolicyLister(inf.GetIndexer())
 		}},
 	}
 	served := map[string]map[string]bool{}
 	for _, k := range kinds {
-		gv := k.gvr.GroupVersion().String()
-		if served[gv] == nil {
-			served[gv] = map[string]bool{}
-			list, err := r.opts.Istio.Discovery().ServerResourcesForGroupVersion(gv)
-			if err == nil {
-				for _, res := range list.APIResources {
-					served[gv][res.Name] = true
-				}
+		if !k.present {
+			continue
+		}
+		if served[k.gv] == nil {
+			served[k.gv], _ = c.ServedResources(ctx, k.gv) // an error reads as "not installed"
+			if served[k.gv] == nil {
+				served[k.gv] = map[string]bool{}
 			}
 		}
-		if !served[gv][k.gvr.Resource] {
-			r.log.Warn("Istio CRD not installed; this kind is not watched (apply deploy/kubernetes/crds)", "resource", k.gvr.String())
+		if !served[k.gv][k.resource] {
+			r.log.Warn("Istio CRD not installed; this kind is not watched (apply deploy/kubernetes/crds)", "resource", k.resource+"."+k.gv)
 			continue
 		}
 		k.setup()
 	}
-}
-
-func gvr(group, resource string) schema.GroupVersionResource {
-	return schema.GroupVersionResource{Group: group, Version: "v1", Resource: resource}
 }
 
 // Current returns the last good snapshot, or nil before the caches synced.
@@ -265,18 +279,12 @@ func (r *Registry) PodLister() corelisters.PodLister { return r.listers.pods }
 // Run starts the informers, waits for them to sync, publishes the first
 // snapshot, and rebuilds on every change until ctx ends.
 func (r *Registry) Run(ctx context.Context) error {
-	r.istioKinds()
-	r.kubeFactory.Start(ctx.Done())
-	if r.meshFactory != nil {
-		r.meshFactory.Start(ctx.Done())
-		defer r.meshFactory.Shutdown()
-	}
-	if r.istioFactory != nil {
-		r.istioFactory.Start(ctx.Done())
-	}
-	defer r.kubeFactory.Shutdown()
-	if r.istioFactory != nil {
-		defer r.istioFactory.Shutdown()
+	r.istioKinds(ctx)
+	// The informers stop with ctx; wait for them so nothing outlives Run.
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for _, inf := range r.informers {
+		wg.Go(func() { inf.RunWithContext(ctx) })
 	}
 	go r.probe(ctx)
 	syncs := make([]cache.InformerSynced, 0, len(r.informers))
@@ -351,7 +359,7 @@ func (r *Registry) probe(ctx context.Context) {
 			return
 		case <-r.opts.Clock.After(r.opts.ProbeInterval):
 		}
-		_, err := r.opts.Client.Discovery().ServerVersion()
+		err := r.opts.Client.ServerVersion(ctx)
 		if ctx.Err() != nil {
 			return
 		}
@@ -366,8 +374,7 @@ func (r *Registry) probe(ctx context.Context) {
 	}
 }
 
-// stripManagedFields drops server-side-apply bookkeeping from cached objects:
-// it is often the largest part of an object and nothing here reads it.
+// stripManagedFields drops server-side-apply bookkeeping from cached objects.
 func stripManagedFields(obj any) (any, error) {
 	if m, ok := obj.(metav1.Object); ok {
 		m.SetManagedFields(nil)

@@ -25,6 +25,7 @@ import (
 	k8stesting "k8s.io/client-go/testing"
 	clocktesting "k8s.io/utils/clock/testing"
 
+	"github.com/meshlite/meshlite/istiod-lite/kubeclient/kubeclienttest"
 	"github.com/meshlite/meshlite/istiod-lite/model"
 )
 
@@ -142,7 +143,7 @@ func TestRegistryBuildsSnapshotFromInformers(t *testing.T) {
 			Route: []*networking.HTTPRouteDestination{{Destination: &networking.Destination{Host: greeterHost}}},
 		}}},
 	}
-	r := startRegistry(t, Options{Client: kc, Istio: istioFake(vs)})
+	r := startRegistry(t, Options{Client: kubeclienttest.FromClientsets(kc, istioFake(vs))})
 	snap := waitSnapshot(t, r, func(s *model.Snapshot) error {
 		if len(s.VirtualServices) != 1 {
 			return fmt.Errorf("%d VirtualServices", len(s.VirtualServices))
@@ -207,7 +208,7 @@ func TestRegistrySkipsInvalidConfig(t *testing.T) {
 		ObjectMeta: metav1.ObjectMeta{Name: "good", Namespace: "demo", ResourceVersion: "1"},
 		Spec:       networking.DestinationRule{Host: greeterHost},
 	}
-	r := startRegistry(t, Options{Client: kc, Istio: istioFake(bad, good)})
+	r := startRegistry(t, Options{Client: kubeclienttest.FromClientsets(kc, istioFake(bad, good))})
 	snap := waitSnapshot(t, r, func(s *model.Snapshot) error { return nil })
 	if len(snap.VirtualServices) != 0 || len(snap.DestinationRules) != 1 {
 		t.Errorf("got %d VirtualServices and %d DestinationRules; want the invalid VirtualService skipped and the DestinationRule served",
@@ -226,7 +227,7 @@ func TestRegistryDiscoverySelectors(t *testing.T) {
 		RootNamespace:      "istio-system",
 		DiscoverySelectors: []*meshv1alpha1.LabelSelector{{MatchLabels: map[string]string{"mesh": "on"}}},
 	}
-	r := startRegistry(t, Options{Client: kc, Mesh: mesh})
+	r := startRegistry(t, Options{Client: kubeclienttest.FromClientsets(kc, nil), Mesh: mesh})
 	snap := waitSnapshot(t, r, func(s *model.Snapshot) error { return nil })
 	if findService(snap, greeterHost) == nil || findService(snap, "hidden.other.svc.cluster.local") != nil {
 		t.Fatalf("services = %v; want only the selected namespace's", hosts(snap))
@@ -247,7 +248,7 @@ func TestNewRejectsBadSelector(t *testing.T) {
 	mesh := &meshv1alpha1.MeshConfig{DiscoverySelectors: []*meshv1alpha1.LabelSelector{{
 		MatchExpressions: []*meshv1alpha1.LabelSelectorRequirement{{Key: "a", Operator: "Bogus"}},
 	}}}
-	if _, err := New(Options{Client: fake.NewClientset(), Mesh: mesh}); err == nil {
+	if _, err := New(Options{Client: kubeclienttest.FromClientsets(fake.NewClientset(), nil), Mesh: mesh}); err == nil {
 		t.Fatal("New accepted an invalid discoverySelectors operator")
 	}
 	if _, err := New(Options{}); err == nil {
@@ -291,7 +292,7 @@ func TestLostAPIServerKeepsSnapshotAndReportsNotReady(t *testing.T) {
 		return false, nil, nil
 	})
 	clk := clocktesting.NewFakeClock(time.Unix(0, 0))
-	r := startRegistry(t, Options{Client: kc, Clock: clk, ProbeInterval: time.Second})
+	r := startRegistry(t, Options{Client: kubeclienttest.FromClientsets(kc, nil), Clock: clk, ProbeInterval: time.Second})
 	before := waitSnapshot(t, r, func(*model.Snapshot) error { return nil })
 	waitFor(t, "ready", r.Ready)
 
@@ -337,7 +338,7 @@ func TestPublishRootCert(t *testing.T) {
 		RootNamespace:      "istio-system",
 		DiscoverySelectors: []*meshv1alpha1.LabelSelector{{MatchLabels: map[string]string{"mesh": "on"}}},
 	}
-	r := startRegistry(t, Options{Client: kc, Mesh: mesh})
+	r := startRegistry(t, Options{Client: kubeclienttest.FromClientsets(kc, nil), Mesh: mesh})
 	waitFor(t, "synced", r.Ready)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -368,7 +369,7 @@ func TestMeshConfigMapSelectsNamespacesLive(t *testing.T) {
 		service("demo", "greeter"),
 		service("other", "hidden"),
 	)
-	r := startRegistry(t, Options{Client: kc})
+	r := startRegistry(t, Options{Client: kubeclienttest.FromClientsets(kc, nil)})
 	waitSnapshot(t, r, func(s *model.Snapshot) error {
 		if findService(s, "hidden.other.svc.cluster.local") == nil {
 			return fmt.Errorf("services %v; want every namespace without selectors", hosts(s))

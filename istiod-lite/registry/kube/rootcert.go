@@ -59,17 +59,17 @@ func (r *Registry) publishRootCert(ctx context.Context, pem []byte) error {
 	if err != nil {
 		return err
 	}
-	api := r.opts.Client.CoreV1()
+	cms := r.opts.Client.ConfigMaps
 	var firstErr error
 	for _, ns := range nss {
 		if ns.Status.Phase == corev1.NamespaceTerminating || (ns.Name != mesh.GetRootNamespace() && !filter.matches(ns.Labels, true)) {
 			continue
 		}
 		want := string(pem)
-		cm, err := api.ConfigMaps(ns.Name).Get(ctx, RootCertConfigMap, metav1.GetOptions{})
+		cm, err := cms(ns.Name).Get(ctx, RootCertConfigMap, metav1.GetOptions{})
 		switch {
 		case apierrors.IsNotFound(err):
-			_, err = api.ConfigMaps(ns.Name).Create(ctx, &corev1.ConfigMap{
+			_, err = cms(ns.Name).Create(ctx, &corev1.ConfigMap{
 				ObjectMeta: metav1.ObjectMeta{Name: RootCertConfigMap, Labels: map[string]string{"istio.io/config": "true"}},
 				Data:       map[string]string{RootCertKey: want},
 			}, metav1.CreateOptions{})
@@ -79,7 +79,7 @@ func (r *Registry) publishRootCert(ctx context.Context, pem []byte) error {
 				cm.Data = map[string]string{}
 			}
 			cm.Data[RootCertKey] = want
-			_, err = api.ConfigMaps(ns.Name).Update(ctx, cm, metav1.UpdateOptions{})
+			_, err = cms(ns.Name).Update(ctx, cm, metav1.UpdateOptions{})
 		}
 		if err != nil && firstErr == nil {
 			firstErr = fmt.Errorf("namespace %s: %w", ns.Name, err)
