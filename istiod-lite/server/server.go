@@ -15,7 +15,6 @@ import (
 
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
-	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	gcplog "github.com/envoyproxy/go-control-plane/pkg/log"
 	sotwv3 "github.com/envoyproxy/go-control-plane/pkg/server/sotw/v3"
@@ -50,9 +49,10 @@ type Server struct {
 	// connections, so that a proxy never ends up with an older generation.
 	pushMu sync.Mutex
 	gen    *xds.Generator // guarded by pushMu
-	// snaps shares one cache snapshot among proxies given the same
-	// resources by gen. Replaced under pushMu with gen; read and filled under mu.
-	snaps map[*xds.Resources]*cachev3.Snapshot
+	// snaps shares cache snapshots among proxies given the same resources by
+	// gen and subscribed to the same names. Replaced under pushMu and mu with
+	// gen; read and filled under mu.
+	snaps *snapshots
 
 	mu          sync.Mutex
 	proxies     map[string]*proxy
@@ -122,8 +122,8 @@ func (s *Server) push() int {
 	defer s.pushMu.Unlock()
 	start := time.Now()
 	s.gen = xds.NewGenerator(s.reg.Current())
-	s.snaps = map[*xds.Resources]*cachev3.Snapshot{}
 	s.mu.Lock()
+	s.snaps = newSnapshots()
 	ids := make([]string, 0, len(s.proxies))
 	for id := range s.proxies {
 		ids = append(ids, id)
@@ -163,13 +163,17 @@ func (s *Server) update(id string) bool {
 	}
 	if s.gen == nil {
 		s.gen = xds.NewGenerator(s.reg.Current())
-		s.snaps = map[*xds.Resources]*cachev3.Snapshot{}
+		s.mu.Lock()
+		s.snaps = newSnapshots()
+		s.mu.Unlock()
 	}
 	if s.reg.Current() == nil {
 		// Before the registry's first load, leave the proxy's watches open
 		// rather than answer with an empty config it would act on.
 		return false
 	}
+	p.setMu.Lock()
+	defer p.setMu.Unlock()
 	res := s.gen.Generate(p.p)
 	now := s.clock.Now()
 	s.mu.Lock()
@@ -184,18 +188,59 @@ func (s *Server) update(id string) bool {
 	var snap *cachev3.Snapshot
 	if !same {
 		p.res = res
-		if snap = s.snaps[res]; snap == nil {
-			snap = cacheSnapshot(res)
-			s.snaps[res] = snap
-		}
+		snap = s.snaps.forProxy(p)
 	}
 	s.mu.Unlock()
 	if same {
 		return false
 	}
+	s.setSnapshot(id, p, snap)
+	return true
+}
+
+// subscribe records the names a request asks for. When they add to what the
+// proxy's snapshot holds, the snapshot is set again, before the cache opens
+// the request's watch (go-control-plane calls back first), so the cache
+// answers the new names at once.
+func (s *Server) subscribe(streamID int64, typeURL string, names []string, all bool) {
+	i := typeIndex(typeURL)
+	if i < 0 {
+		return
+	}
+	s.mu.Lock()
+	id := s.streams[streamID]
+	p := s.proxies[id]
+	s.mu.Unlock()
+	if p == nil {
+		return
+	}
+	// setMu orders this against a push's update of the same proxy: whichever
+	// sets last has read the latest resources and subscriptions.
+	p.setMu.Lock()
+	defer p.setMu.Unlock()
+	s.mu.Lock()
+	var snap *cachev3.Snapshot
+	var known []xds.Resource
+	if p.res != nil {
+		known = p.res.ByType[typeURL]
+	}
+	if p.byType[i].sub.add(names, all, known) {
+		p.subKeySet = false
+		if p.res != nil && s.snaps != nil {
+			snap = s.snaps.forProxy(p)
+		}
+	}
+	s.mu.Unlock()
+	if snap != nil {
+		s.setSnapshot(id, p, snap)
+	}
+}
+
+// setSnapshot gives the cache a proxy's snapshot. The caller holds p.setMu.
+func (s *Server) setSnapshot(id string, p *proxy, snap *cachev3.Snapshot) {
 	if err := s.cache.SetSnapshot(context.Background(), id, snap); err != nil {
 		s.log.Error("cannot set snapshot", "proxy", id, "err", err)
-		return false
+		return
 	}
 	// A proxy that disconnected while this ran must not keep a snapshot.
 	s.mu.Lock()
@@ -204,27 +249,6 @@ func (s *Server) update(id string) bool {
 	if gone {
 		s.cache.ClearSnapshot(id)
 	}
-	return true
-}
-
-// cacheSnapshot converts generated resources, reusing their content hashes as
-// delta versions and their wire bytes as payloads, so the cache neither hashes
-// nor marshals them again. The snapshot is read-only once built (VersionMap
-// is filled), so proxies share it.
-func cacheSnapshot(res *xds.Resources) *cachev3.Snapshot {
-	snap := &cachev3.Snapshot{VersionMap: map[string]map[string]string{}}
-	for _, t := range xds.TypeURLs {
-		list := res.ByType[t]
-		items := make(map[string]types.ResourceWithTTL, len(list))
-		vm := make(map[string]string, len(list))
-		for _, r := range list {
-			items[r.Name] = types.ResourceWithTTL{Resource: premarshaled(r)}
-			vm[r.Name] = r.Hash
-		}
-		snap.Resources[cachev3.GetResponseType(t)] = cachev3.Resources{Version: res.Version(t), Items: items}
-		snap.VersionMap[t] = vm
-	}
-	return snap
 }
 
 // connect registers a stream's node; the first stream of a node gets its
@@ -356,6 +380,7 @@ func (s *Server) callbacks() serverv3.Callbacks {
 			if err := s.connect(id, req.GetNode()); err != nil {
 				return err
 			}
+			s.subscribe(id, req.GetTypeUrl(), req.GetResourceNames(), len(req.GetResourceNames()) == 0)
 			if req.GetResponseNonce() != "" {
 				s.ack(id, req.GetTypeUrl(), req.GetVersionInfo(), req.GetResponseNonce(), req.GetErrorDetail().GetMessage(), req.GetErrorDetail() != nil)
 			}
@@ -368,6 +393,9 @@ func (s *Server) callbacks() serverv3.Callbacks {
 			if err := s.connect(id, req.GetNode()); err != nil {
 				return err
 			}
+			// Delta subscriptions come and go by name; a delta stream simply
+			// gets every resource of the type into its snapshot.
+			s.subscribe(id, req.GetTypeUrl(), nil, true)
 			if req.GetResponseNonce() != "" {
 				v := s.deltaVersion(id, req.GetTypeUrl(), req.GetResponseNonce())
 				s.ack(id, req.GetTypeUrl(), v, req.GetResponseNonce(), req.GetErrorDetail().GetMessage(), req.GetErrorDetail() != nil)

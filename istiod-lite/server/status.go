@@ -2,6 +2,7 @@ package server
 
 import (
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/meshlite/meshlite/istiod-lite/xds"
@@ -37,6 +38,11 @@ type proxy struct {
 	connected time.Time
 	streams   int
 	res       *xds.Resources
+	// setMu is held from reading res and the subscriptions to setting the
+	// cache snapshot made of them, so snapshots are set in order.
+	setMu     sync.Mutex
+	subKey    subKey // subscriptionKey of byType, when subKeySet
+	subKeySet bool
 	// byType holds the types generation produces, indexed like xds.TypeURLs:
 	// fixed slots rather than maps, since a push touches every proxy's.
 	byType [numTypes]typeState
@@ -51,7 +57,8 @@ type typeState struct {
 	version string    // set in the cache
 	setAt   time.Time // when version was set; zero once ACKed (push-to-ACK latency)
 	status  TypeStatus
-	seen    bool // sent or requested: shown on /debug/syncz
+	seen    bool         // sent or requested: shown on /debug/syncz
+	sub     subscription // the names the proxy asked for
 }
 
 // typeIndex returns the slot of a generated type, or -1.
