@@ -9,7 +9,8 @@ import (
 
 // BenchmarkAgentFootprint is the `make bench` entry: one full run (a local
 // istiod-lite, then a proxyless pilot-agent for 10 s), printing each figure
-// on its own line and reporting them as benchmark metrics. It uses
+// on its own line and reporting them as benchmark metrics, then the floor
+// program's RSS after the same settle time. It uses
 // $MESHLITE_BIN's binaries, or builds them. -short settles for 2 s.
 func BenchmarkAgentFootprint(b *testing.B) {
 	cfg := Config{Downstream: true, Log: os.Stderr}
@@ -26,6 +27,12 @@ func BenchmarkAgentFootprint(b *testing.B) {
 		}
 	}
 	res.Print(os.Stdout)
+	// The floor puts the RSS in perspective: what the libraries alone cost.
+	floor, err := RunFloor(ctx, res.Settle, os.Stderr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	floor.Print(os.Stdout)
 	b.ReportMetric(float64(res.StartToCert)/float64(time.Millisecond), "start-to-cert-ms")
 	b.ReportMetric(float64(res.RSS)/(1<<20), "rss-MiB")
 	b.ReportMetric(float64(res.BinarySize)/(1<<20), "binary-MiB")

@@ -5,7 +5,7 @@
 // upstream connection) running, and the static stripped binary size. It
 // prints one line per figure.
 //
-//	go run ./test/bench/agentfootprint [-bin bin/] [-settle 10s] [-heapprofile heap.prof] [-inittrace]
+//	go run ./test/bench/agentfootprint [-bin bin/] [-settle 10s] [-heapprofile heap.prof] [-inittrace] [-floor]
 package main
 
 import (
@@ -26,10 +26,19 @@ func main() {
 	flag.BoolVar(&cfg.InitTrace, "inittrace", false, "run the agent with GODEBUG=inittrace=1 and print the costliest package initialisers")
 	flag.BoolVar(&cfg.Keep, "keep", false, "keep the working directory (logs, certificates)")
 	runs := flag.Int("runs", 1, "repeat the start→cert measurement this many times (fresh agent and CA each time)")
+	floor := flag.Bool("floor", false, "also measure the floor program: the libraries the proxyless agent needs, linked and idle")
 	flag.Parse()
 	cfg.Log = os.Stderr
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
+	if *floor {
+		f, err := RunFloor(ctx, cfg.Settle, os.Stderr)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "agentfootprint:", err)
+			os.Exit(1)
+		}
+		f.Print(os.Stdout)
+	}
 	for i := range *runs {
 		res, err := Run(ctx, cfg)
 		if err != nil {
