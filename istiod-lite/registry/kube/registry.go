@@ -1,8 +1,9 @@
 // Package kube is istiod-lite's Kubernetes registry: client-go shared
 // informers over Services, EndpointSlices, Pods and Namespaces, and the Istio
-// config kinds (istio.io/client-go types), read through kubeclient. Every change rebuilds the
-// same model.Snapshot the file registry builds, through istiod-lite/config, so
-// both registries validate and translate config identically.
+// config kinds (istio.io/client-go types), read through kubeclient. Every
+// change rebuilds the same model.Snapshot the file registry builds, through
+// istiod-lite/config, so both registries validate and translate config
+// identically.
 //
 // Losing the API server never empties the mesh: informer caches keep their
 // last contents, the snapshot keeps serving, and Ready reports false until the
@@ -26,6 +27,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	discoverylisters "k8s.io/client-go/listers/discovery/v1"
 	"k8s.io/client-go/tools/cache"
@@ -190,50 +193,50 @@ func (r *Registry) onWatchError(what string, err error) {
 	r.lostErr.Store(err.Error())
 }
 
+// istioKind is one Istio config kind the registry can watch.
+type istioKind struct {
+	gv, resource string
+	start        func() // nil when the client does not have the kind
+}
+
+// watchKind describes an Istio kind: start creates its informer and gives its
+// indexer to setLister.
+func watchKind[T, L runtime.Object](r *Registry, gv schema.GroupVersion, resource string,
+	client func(ns string) kubeclient.Reader[T, L], example T, setLister func(cache.Indexer)) istioKind {
+	k := istioKind{gv: gv.String(), resource: resource}
+	if client != nil {
+		k.start = func() {
+			setLister(r.informer(kubeclient.NewInformer(client(""), example, r.opts.Resync, nil)).GetIndexer())
+		}
+	}
+	return k
+}
+
 // istioKinds starts informers for the Istio kinds whose CRDs are installed.
 func (r *Registry) istioKinds(ctx context.Context) {
-	c, resync := r.opts.Client, r.opts.Resync
-	kinds := []struct {
-		gv, resource string
-		present      bool // the client has this kind
-		setup        func()
-	}{
-		{networkingv1.SchemeGroupVersion.String(), "virtualservices", c.VirtualServices != nil, func() {
-			inf := r.informer(kubeclient.NewInformer(c.VirtualServices(""), &networkingv1.VirtualService{}, resync, nil))
-			r.listers.vs = networkinglisters.NewVirtualServiceLister(inf.GetIndexer())
-		}},
-		{networkingv1.SchemeGroupVersion.String(), "destinationrules", c.DestinationRules != nil, func() {
-			inf := r.informer(kubeclient.NewInformer(c.DestinationRules(""), &networkingv1.DestinationRule{}, resync, nil))
-			r.listers.dr = networkinglisters.NewDestinationRuleLister(inf.GetIndexer())
-		}},
-		{networkingv1.SchemeGroupVersion.String(), "gateways", c.Gateways != nil, func() {
-			inf := r.informer(kubeclient.NewInformer(c.Gateways(""), &networkingv1.Gateway{}, resync, nil))
-			r.listers.gw = networkinglisters.NewGatewayLister(inf.GetIndexer())
-		}},
-		{networkingv1.SchemeGroupVersion.String(), "sidecars", c.Sidecars != nil, func() {
-			inf := r.informer(kubeclient.NewInformer(c.Sidecars(""), &networkingv1.Sidecar{}, resync, nil))
-			r.listers.sc = networkinglisters.NewSidecarLister(inf.GetIndexer())
-		}},
-		{networkingv1.SchemeGroupVersion.String(), "serviceentries", c.ServiceEntries != nil, func() {
-			inf := r.informer(kubeclient.NewInformer(c.ServiceEntries(""), &networkingv1.ServiceEntry{}, resync, nil))
-			r.listers.se = networkinglisters.NewServiceEntryLister(inf.GetIndexer())
-		}},
-		{networkingv1.SchemeGroupVersion.String(), "workloadentries", c.WorkloadEntries != nil, func() {
-			inf := r.informer(kubeclient.NewInformer(c.WorkloadEntries(""), &networkingv1.WorkloadEntry{}, resync, nil))
-			r.listers.we = networkinglisters.NewWorkloadEntryLister(inf.GetIndexer())
-		}},
-		{securityv1.SchemeGroupVersion.String(), "peerauthentications", c.PeerAuthentications != nil, func() {
-			inf := r.informer(kubeclient.NewInformer(c.PeerAuthentications(""), &securityv1.PeerAuthentication{}, resync, nil))
-			r.listers.pa = securitylisters.NewPeerAuthenticationLister(inf.GetIndexer())
-		}},
-		{securityv1.SchemeGroupVersion.String(), "authorizationpolicies", c.AuthorizationPolicies != nil, func() {
-			inf := r.informer(kubeclient.NewInformer(c.AuthorizationPolicies(""), &securityv1.AuthorizationPolicy{}, resync, nil))
-			r.listers.ap = securitylisters.NewAuthorizationPolicyLister(inf.GetIndexer())
-		}},
+	c, l := r.opts.Client, &r.listers
+	net, sec := networkingv1.SchemeGroupVersion, securityv1.SchemeGroupVersion
+	kinds := []istioKind{
+		watchKind(r, net, "virtualservices", c.VirtualServices, &networkingv1.VirtualService{},
+			func(i cache.Indexer) { l.vs = networkinglisters.NewVirtualServiceLister(i) }),
+		watchKind(r, net, "destinationrules", c.DestinationRules, &networkingv1.DestinationRule{},
+			func(i cache.Indexer) { l.dr = networkinglisters.NewDestinationRuleLister(i) }),
+		watchKind(r, net, "gateways", c.Gateways, &networkingv1.Gateway{},
+			func(i cache.Indexer) { l.gw = networkinglisters.NewGatewayLister(i) }),
+		watchKind(r, net, "sidecars", c.Sidecars, &networkingv1.Sidecar{},
+			func(i cache.Indexer) { l.sc = networkinglisters.NewSidecarLister(i) }),
+		watchKind(r, net, "serviceentries", c.ServiceEntries, &networkingv1.ServiceEntry{},
+			func(i cache.Indexer) { l.se = networkinglisters.NewServiceEntryLister(i) }),
+		watchKind(r, net, "workloadentries", c.WorkloadEntries, &networkingv1.WorkloadEntry{},
+			func(i cache.Indexer) { l.we = networkinglisters.NewWorkloadEntryLister(i) }),
+		watchKind(r, sec, "peerauthentications", c.PeerAuthentications, &securityv1.PeerAuthentication{},
+			func(i cache.Indexer) { l.pa = securitylisters.NewPeerAuthenticationLister(i) }),
+		watchKind(r, sec, "authorizationpolicies", c.AuthorizationPolicies, &securityv1.AuthorizationPolicy{},
+			func(i cache.Indexer) { l.ap = securitylisters.NewAuthorizationPolicyLister(i) }),
 	}
 	served := map[string]map[string]bool{}
 	for _, k := range kinds {
-		if !k.present {
+		if k.start == nil {
 			continue
 		}
 		if served[k.gv] == nil {
@@ -246,7 +249,7 @@ func (r *Registry) istioKinds(ctx context.Context) {
 			r.log.Warn("Istio CRD not installed; this kind is not watched (apply deploy/kubernetes/crds)", "resource", k.resource+"."+k.gv)
 			continue
 		}
-		k.setup()
+		k.start()
 	}
 }
 
