@@ -48,7 +48,7 @@ test: deps kube-deps build
 # bench prints one figure per line: the micro-benchmarks worth reporting, the
 # iptables apply benchmark (root only), then the load programs, each once:
 # xdsload (1000 proxyless clients), a 30 s soak (1000 sidecars, 200 CSRs) and
-# the agent footprint. About 5 minutes; docs/performance.md has the figures.
+# the agent footprint with its floor program. About 2 minutes; docs/performance.md has the figures.
 BENCH_MICRO := ^(BenchmarkEnvoy|BenchmarkValidate|BenchmarkLoadAndBuild|BenchmarkReloadOneFileChanged|BenchmarkGenerate1000Proxies|BenchmarkCreateCertificate|BenchmarkStartToFirstCert|BenchmarkMergeScrape)$$
 BENCH_MICRO_PKGS := ./bootstrap ./istiod-lite/config ./istiod-lite/xds ./istiod-lite/ca ./sds/cache ./agent/status
 BENCH_COUNT ?= 1
