@@ -42,17 +42,30 @@ func (s *subscription) add(names []string, all bool, known []xds.Resource) bool 
 		s.names = nil
 		return true
 	}
-	grew := false
+	fresh := 0
 	for _, n := range names {
-		if i, found := slices.BinarySearch(s.names, n); !found {
-			if j, ok := slices.BinarySearchFunc(known, n, func(r xds.Resource, n string) int { return strings.Compare(r.Name, n) }); ok {
-				n = known[j].Name
-			}
-			s.names = slices.Insert(s.names, i, n)
-			grew = true
+		if !s.has(n) {
+			fresh++
 		}
 	}
-	return grew
+	if fresh == 0 {
+		return false
+	}
+	// Sort once rather than insert one by one: a request may name thousands.
+	merged := make([]string, len(s.names), len(s.names)+fresh)
+	copy(merged, s.names)
+	for _, n := range names {
+		if s.has(n) {
+			continue
+		}
+		if j, ok := slices.BinarySearchFunc(known, n, func(r xds.Resource, n string) int { return strings.Compare(r.Name, n) }); ok {
+			n = known[j].Name
+		}
+		merged = append(merged, n)
+	}
+	slices.Sort(merged)
+	s.names = slices.Compact(merged)
+	return true
 }
 
 func (s *subscription) has(name string) bool {
@@ -93,6 +106,12 @@ type snapKey struct {
 	subs subKey
 }
 
+// maxShared bounds how many cache snapshots one generation remembers for
+// sharing. Names come from clients, so the distinct subscription sets are
+// theirs to multiply; past the bound the memo starts again (snapshots in use
+// stay with their proxies, new ones are just not shared with them).
+const maxShared = 4096
+
 // snapshots shares cache snapshots and wrapped resources among proxies within
 // one generation. Guarded by Server.mu; replaced by each push.
 type snapshots struct {
@@ -115,6 +134,9 @@ func (ss *snapshots) forProxy(p *proxy) *cachev3.Snapshot {
 		return snap
 	}
 	snap := cacheSnapshot(p.res, ss.wrap(p.res), &p.byType)
+	if len(ss.bySubs) >= maxShared {
+		clear(ss.bySubs)
+	}
 	ss.bySubs[key] = snap
 	return snap
 }

@@ -2,8 +2,10 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"testing"
+	"unsafe"
 
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
@@ -27,6 +29,34 @@ func TestSubscriptionGrows(t *testing.T) {
 	}
 	if s.add(nil, true, nil) {
 		t.Error("a wildcard on a wildcard grew the set")
+	}
+}
+
+// TestSubscriptionSharesKnownNames: a subscribed name that is a resource's is
+// kept as the resource's string, and duplicates in a request count once.
+func TestSubscriptionSharesKnownNames(t *testing.T) {
+	known := []xds.Resource{{Name: "a"}, {Name: "outbound|7070||greeter.demo.svc.cluster.local"}}
+	asked := string([]byte("outbound|7070||greeter.demo.svc.cluster.local")) // a distinct copy, as a request's is
+	var s subscription
+	if !s.add([]string{asked, "z", asked}, false, known) {
+		t.Fatal("nothing added")
+	}
+	if !slices.Equal(s.names, []string{known[1].Name, "z"}) {
+		t.Fatalf("names %q", s.names)
+	}
+	if unsafe.StringData(s.names[0]) != unsafe.StringData(known[1].Name) {
+		t.Error("a known name was kept as the request's copy")
+	}
+}
+
+func BenchmarkSubscriptionAddMany(b *testing.B) {
+	names := make([]string, 10000)
+	for i := range names {
+		names[i] = fmt.Sprintf("outbound|%d||svc-%d.demo.svc.cluster.local", 7000+i%100, i)
+	}
+	for b.Loop() {
+		var s subscription
+		s.add(names, false, nil)
 	}
 }
 
