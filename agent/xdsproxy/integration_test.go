@@ -44,6 +44,7 @@ import (
 	"github.com/meshlite/meshlite/istiod-lite/ca/authn"
 	"github.com/meshlite/meshlite/istiod-lite/ca/jwtissuer"
 	"github.com/meshlite/meshlite/istiod-lite/model"
+	"github.com/meshlite/meshlite/istiod-lite/model/modeltest"
 	"github.com/meshlite/meshlite/istiod-lite/server"
 	"github.com/meshlite/meshlite/sds"
 	"github.com/meshlite/meshlite/sds/secret"
@@ -58,25 +59,6 @@ const (
 )
 
 var clientID = spiffe.Identity{TrustDomain: "cluster.local", Namespace: "demo", ServiceAccount: "client"}
-
-// staticRegistry is a model.Registry whose snapshot the test sets.
-type staticRegistry struct {
-	mu      sync.Mutex
-	snap    *model.Snapshot
-	changes chan struct{}
-}
-
-func newRegistry(s *model.Snapshot) *staticRegistry {
-	return &staticRegistry{snap: s, changes: make(chan struct{}, 1)}
-}
-func (r *staticRegistry) Run(ctx context.Context) error { <-ctx.Done(); return nil }
-func (r *staticRegistry) Changes() <-chan struct{}      { return r.changes }
-func (r *staticRegistry) Ready() bool                   { return r.Current() != nil }
-func (r *staticRegistry) Current() *model.Snapshot {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.snap
-}
 
 // greeterMesh is the demo's greeter service with one endpoint on 127.0.0.1.
 func greeterMesh(port int) *model.Snapshot {
@@ -131,7 +113,7 @@ func startIstiod(t *testing.T, o istiodOptions) *istiod {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ads := server.New(newRegistry(o.mesh), server.Options{Logger: testLogger(t, nil)})
+	ads := server.New(modeltest.NewStaticRegistry(o.mesh), server.Options{Logger: testLogger(t, nil)})
 	var opts []grpc.ServerOption
 	if o.authorize != nil {
 		certs := &authn.ClientCert{Roots: auth.TrustPool, TrustDomain: auth.TrustDomain(), Clock: clock.RealClock{}}
